@@ -1,0 +1,1 @@
+"""Built-in plugins shipped with runbook: check libraries and fixtures."""

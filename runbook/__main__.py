@@ -1,0 +1,5 @@
+"""Allow ``python -m runbook``."""
+
+from runbook.cli import main
+
+main()

@@ -1,0 +1,181 @@
+"""The in-process read-only guard: Python audit hooks (PEP 578) around running checks.
+
+While a check runs, its thread (and any thread it starts) may not write, delete
+or rename files, change permissions, spawn processes outside ``host.run``,
+signal other processes or load native code with ctypes. The refusal raises
+``ReadOnlyViolation`` inside the offending call, so nothing changes, and it is
+recorded on the check, which ends ``blocked`` even if the check catches it.
+
+This is a seatbelt, not a sandbox: see docs/safety.md for what it does not
+cover (writes through descriptors opened before the check, code that
+deliberately calls into runbook's internals, C extensions that do not raise
+audit events).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+
+from runbook.outcomes import ReadOnlyViolation
+from runbook.steps import Step
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_HARMLESS_PATHS = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr"})
+
+#: Events refused outright while a check runs, with the reason shown to the operator.
+REFUSED_EVENTS = {
+    "os.remove": "deleting a file",
+    "os.rmdir": "removing a directory",
+    "shutil.rmtree": "removing a directory tree",
+    "os.rename": "renaming a file",
+    "shutil.move": "moving a file",
+    "shutil.copyfile": "copying a file",
+    "shutil.copytree": "copying a directory tree",
+    "os.mkdir": "creating a directory",
+    "os.link": "creating a link",
+    "os.symlink": "creating a symlink",
+    "os.truncate": "truncating a file",
+    "os.chmod": "changing permissions",
+    "os.chown": "changing ownership",
+    "os.chflags": "changing file flags",
+    "os.utime": "changing file times",
+    "os.setxattr": "changing extended attributes",
+    "os.removexattr": "removing extended attributes",
+    "os.putenv": "changing the environment",
+    "os.unsetenv": "changing the environment",
+    "subprocess.Popen": "starting a process outside host.run",
+    "os.system": "starting a shell outside host.run",
+    "os.exec": "replacing the process",
+    "os.posix_spawn": "starting a process outside host.run",
+    "os.spawn": "starting a process outside host.run",
+    "os.fork": "forking the process",
+    "os.forkpty": "forking the process",
+    "os.killpg": "signalling a process group",
+    "signal.pthread_kill": "signalling a thread",
+    "ctypes.dlopen": "loading native code with ctypes",
+    "ctypes.dlsym": "loading native code with ctypes",
+    "ctypes.call_function": "calling native code with ctypes",
+    "sqlite3.connect": "opening a database file",
+    "sys.addaudithook": "installing another audit hook",
+}
+
+_lock = threading.Lock()
+_checks: dict[int, Step] = {}  # thread id -> the check it runs
+_trusted: set[int] = set()  # the runner's own threads, and actions
+_framework = threading.local()  # depth of runbook's own calls (host.run) per thread
+_installed = False
+
+
+def _framework_depth() -> int:
+    depth: int = getattr(_framework, "depth", 0)
+    return depth
+
+
+def _describe(event: str, args: tuple[Any, ...]) -> str | None:
+    """Return why ``event`` must be refused, or None to let it through."""
+    if event == "open":
+        path, mode, flags = (*args, None, None, None)[:3]
+        writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & _WRITE_FLAGS
+        )
+        if writes and str(path) not in _HARMLESS_PATHS:
+            return f"opening {path} for writing"
+        return None
+    if event == "os.kill":
+        pid, signal_number = args[0], args[1]
+        return None if signal_number == 0 else f"sending signal {signal_number} to pid {pid}"
+    reason = REFUSED_EVENTS.get(event)
+    if reason is None:
+        return None
+    target = args[0] if args else None
+    if isinstance(target, str | bytes | os.PathLike):
+        return f"{reason} ({os.fsdecode(target)})"
+    return reason
+
+
+def _hook(event: str, args: tuple[Any, ...]) -> None:
+    if not _checks:  # fast path: no check is running
+        return
+    ident = threading.get_ident()
+    if ident in _trusted or _framework_depth():
+        return
+    reason = _describe(event, args)
+    if reason is None:
+        return
+    step = _checks.get(ident)
+    steps = [step] if step is not None else list(_checks.values())  # a thread a check started
+    violation = ReadOnlyViolation(
+        f"{event}", f"{reason} is not allowed in a read-only check", _HINT
+    )
+    for owner in steps:
+        owner.refusals.append(str(violation))
+    raise violation
+
+
+_HINT = "checks only read; move the change into an @action, which runs with --execute"
+
+
+def install() -> None:
+    """Install the audit hook once per process (audit hooks cannot be removed)."""
+    global _installed
+    with _lock:
+        if not _installed:
+            sys.addaudithook(_hook)
+            threading.excepthook = _quiet_refusals(threading.excepthook)
+            _installed = True
+
+
+def _quiet_refusals(
+    previous: Callable[[threading.ExceptHookArgs], Any],
+) -> Callable[[threading.ExceptHookArgs], Any]:
+    """Keep refusals in threads a check started off stderr: the check records them."""
+
+    def excepthook(args: threading.ExceptHookArgs) -> Any:
+        if args.exc_type is not None and issubclass(args.exc_type, ReadOnlyViolation):
+            return None
+        return previous(args)
+
+    return excepthook
+
+
+@contextlib.contextmanager
+def guarding(step: Step) -> Iterator[None]:
+    """Refuse changes from the calling thread (and threads it starts) while ``step`` runs."""
+    install()
+    ident = threading.get_ident()
+    with _lock:
+        _checks[ident] = step
+    try:
+        yield
+    finally:
+        with _lock:
+            _checks.pop(ident, None)
+
+
+@contextlib.contextmanager
+def trusted() -> Iterator[None]:
+    """Mark the calling thread as runbook's own (the runner, reporters, actions)."""
+    ident = threading.get_ident()
+    with _lock:
+        _trusted.add(ident)
+    try:
+        yield
+    finally:
+        with _lock:
+            _trusted.discard(ident)
+
+
+@contextlib.contextmanager
+def framework_call() -> Iterator[None]:
+    """Let runbook's own code (a backend running a vetted command) act inside a check."""
+    _framework.depth = _framework_depth() + 1
+    try:
+        yield
+    finally:
+        _framework.depth -= 1

@@ -1,0 +1,239 @@
+"""Collect runbooks from local folders, plugins, entry points and the built-in library.
+
+Every loaded module is registered with the plugin manager; a module that
+defines checks is also a runbook. Sources are searched closest first, so a
+local runbook shadows a built-in one of the same name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from runbook.fixtures import FixtureDef
+from runbook.fixtures import fixtures_in
+from runbook.hookspec import hookimpl
+from runbook.importing import import_error
+from runbook.importing import import_file
+from runbook.model import Runbook
+from runbook.model import defines_checks
+from runbook.model import runbook_name
+from runbook.outcomes import CollectionError
+from runbook.outcomes import UsageError
+
+if TYPE_CHECKING:
+    from runbook.config import Config
+
+ENTRY_POINT_GROUP = "runbook"
+CONFTEST = "runbookconf.py"
+LIBRARY_PACKAGE = "runbook.library"
+CONFTEST_PREFIX = "runbookconf:"
+
+
+@dataclasses.dataclass(slots=True)
+class Collection:
+    """The runbooks found, what failed to load, and what was shadowed."""
+
+    runbooks: dict[str, Runbook] = dataclasses.field(default_factory=dict)
+    errors: list[CollectionError] = dataclasses.field(default_factory=list)
+    shadowed: list[Runbook] = dataclasses.field(default_factory=list)
+    plugin_fixtures: list[FixtureDef] = dataclasses.field(default_factory=list)
+    _seen: set[Path] = dataclasses.field(default_factory=set)
+
+    def add(self, runbook: Runbook) -> None:
+        """Keep ``runbook`` unless a closer source already provided that name."""
+        if runbook.name in self.runbooks:
+            self.shadowed.append(runbook)
+        else:
+            self.runbooks[runbook.name] = runbook
+
+    def is_new(self, path: Path) -> bool:
+        """True the first time a real path is seen: a file reached twice loads once."""
+        real = path.resolve()
+        if real in self._seen:
+            return False
+        self._seen.add(real)
+        return True
+
+
+def library_dir() -> Path:
+    """Return the folder of the built-in runbook library."""
+    module = importlib.import_module(LIBRARY_PACKAGE)
+    return Path(next(iter(module.__path__)))
+
+
+@hookimpl
+def runbook_collect(config: Config) -> list[Path]:
+    """Offer the configured local folders (the library is added last by ``collect``)."""
+    return config.runbook_paths
+
+
+def collect(config: Config) -> Collection:
+    """Load plugins and runbooks, then configure; never raise for a broken runbook.
+
+    Entry-point plugins load first so that their ``runbook_collect`` and
+    ``runbook_configure`` take part; their runbooks rank after local ones.
+    """
+    collection = Collection()
+    installed = _load_entry_points(config, collection)
+    config.hook.runbook_configure.call_historic(kwargs={"config": config})
+    for folder in _ordered(config.hook.runbook_collect(config=config)):
+        _collect_path(config, collection, folder)
+    for module, path, label in installed:
+        _adopt(config, collection, module, path, label)
+    _collect_library(config, collection)
+    try:
+        config.pluginmanager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise UsageError(str(exc)) from None
+    collection.plugin_fixtures = list(_plugin_fixtures(config))
+    return collection
+
+
+def _ordered(results: Iterable[Iterable[Path]]) -> list[Path]:
+    # pluggy calls later-registered plugins first; the core's own folders
+    # (registered first) come back last, but they must be searched first.
+    groups = list(results)
+    return [Path(path) for group in reversed(groups) for path in group]
+
+
+def _collect_path(config: Config, collection: Collection, path: Path) -> None:
+    if path.is_file():
+        _load_file(config, collection, path, (), _label(path))
+        return
+    if not path.is_dir():
+        return
+    shared: tuple[FixtureDef, ...] = ()
+    conftest = path / CONFTEST
+    if conftest.is_file() and collection.is_new(conftest):
+        module = _import_file(collection, conftest)
+        if module is not None:
+            _register(config, module, f"{CONFTEST_PREFIX}{conftest}")
+            shared = tuple(fixtures_in(vars(module), str(conftest)))
+    for file in sorted(path.glob("*.py")):
+        if _is_runbook_file(file):
+            _load_file(config, collection, file, shared, _label(file))
+
+
+def _is_runbook_file(path: Path) -> bool:
+    name = path.name
+    return not (
+        name.startswith(("_", "test_", ".")) or name.endswith("_test.py") or name == CONFTEST
+    )
+
+
+def _label(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _load_file(
+    config: Config,
+    collection: Collection,
+    path: Path,
+    shared: tuple[FixtureDef, ...],
+    source: str,
+) -> None:
+    if not collection.is_new(path):
+        return
+    module = _import_file(collection, path)
+    if module is not None:
+        _adopt(config, collection, module, path, source, shared)
+
+
+def _import_file(collection: Collection, path: Path) -> ModuleType | None:
+    try:
+        return import_file(path)
+    except CollectionError as exc:
+        collection.errors.append(exc)
+        return None
+
+
+def _adopt(
+    config: Config,
+    collection: Collection,
+    module: ModuleType,
+    path: Path,
+    source: str,
+    shared: tuple[FixtureDef, ...] = (),
+) -> None:
+    _register(config, module, f"{source}:{module.__name__}")
+    if not defines_checks(module):
+        return
+    try:
+        collection.add(Runbook.from_module(module, path, source, shared))
+    except CollectionError as exc:
+        collection.errors.append(exc)
+
+
+def _register(config: Config, module: ModuleType, name: str) -> None:
+    pm = config.pluginmanager
+    if not pm.is_registered(module) and pm.get_plugin(name) is None:
+        pm.register(module, name)
+
+
+def _load_entry_points(
+    config: Config, collection: Collection
+) -> list[tuple[ModuleType, Path, str]]:
+    """Import and register every entry point; return the modules (maybe runbooks)."""
+    modules = []
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry_point.dist.name if entry_point.dist else "unknown distribution"
+        try:
+            loaded = entry_point.load()
+        except Exception as exc:
+            collection.errors.append(
+                CollectionError(
+                    f"entry point {entry_point.name} ({dist})",
+                    None,
+                    f"failed to load {entry_point.value}: {type(exc).__name__}: {exc}",
+                )
+            )
+            continue
+        if not isinstance(loaded, ModuleType):
+            _register(config, loaded, f"entry point {entry_point.name}")
+            continue
+        _register(config, loaded, f"plugin {dist}:{loaded.__name__}")
+        path = Path(loaded.__file__ or entry_point.value)
+        if collection.is_new(path):
+            modules.append((loaded, path, f"plugin {dist}"))
+    return modules
+
+
+def _collect_library(config: Config, collection: Collection) -> None:
+    folder = library_dir()
+    for file in sorted(folder.glob("*.py")):
+        if not _is_runbook_file(file) or not collection.is_new(file):
+            continue
+        try:
+            module = importlib.import_module(f"{LIBRARY_PACKAGE}.{file.stem}")
+        except Exception as exc:
+            collection.errors.append(import_error(file, exc))
+            continue
+        _adopt(config, collection, module, file, "builtin")
+
+
+def _plugin_fixtures(config: Config) -> Iterable[FixtureDef]:
+    for name, plugin in config.pluginmanager.list_name_plugin():
+        if name.startswith(CONFTEST_PREFIX):
+            continue  # a folder's shared fixtures serve that folder only
+        if isinstance(plugin, ModuleType) and not defines_checks(plugin):
+            yield from fixtures_in(vars(plugin), name)
+
+
+def broken_runbook_names(collection: Collection) -> dict[str, CollectionError]:
+    """Map the would-be names of runbooks that failed to load to their errors."""
+    return {
+        runbook_name(Path(error.path)): error
+        for error in collection.errors
+        if error.path.endswith(".py")
+    }

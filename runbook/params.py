@@ -1,0 +1,107 @@
+"""Runbook parameters: defaults from ``PARAMS``, overrides from ``--param KEY=VALUE``."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from collections.abc import Mapping
+from typing import Any
+
+from runbook.outcomes import UsageError
+
+_TRUE = {"1", "true", "yes", "on", "y"}
+_FALSE = {"0", "false", "no", "off", "n"}
+
+SECRET_WORDS = ("password", "passwd", "token", "secret", "key", "credential", "dsn")
+
+
+def is_secret_name(name: str) -> bool:
+    """True for a parameter whose name suggests a secret (its value is redacted)."""
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+def coerce(key: str, raw: str, default: Any) -> Any:
+    """Convert ``raw`` to the type of ``default``; raise ``UsageError`` if it does not fit."""
+    try:
+        if isinstance(default, bool):
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, int):
+            return int(raw, 0)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, list | tuple):
+            items = [item.strip() for item in raw.split(",") if item.strip()]
+            return type(default)(items)
+    except ValueError as exc:
+        kind = type(default).__name__
+        raise UsageError(f"parameter {key}={raw!r}: not a valid {kind} ({exc})") from None
+    return raw
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, str]:
+    """Split ``KEY=VALUE`` strings; raise ``UsageError`` for one without ``=``."""
+    result: dict[str, str] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {assignment!r}: expected KEY=VALUE")
+        result[key.strip()] = value
+    return result
+
+
+def resolve_params(defaults: Mapping[str, Any], overrides: Mapping[str, str]) -> Params:
+    """Merge overrides into defaults, coercing each to the type of its default."""
+    values = dict(defaults)
+    for key, raw in overrides.items():
+        if key not in defaults:
+            known = ", ".join(sorted(defaults)) or "(this runbook takes no parameters)"
+            close = difflib.get_close_matches(key, list(defaults), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"unknown parameter {key!r}.{hint} Known parameters: {known}")
+        values[key] = coerce(key, raw, defaults[key])
+    return Params(values)
+
+
+class Params(Mapping[str, Any]):
+    """Read-only parameters with attribute access (``params.service``)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(
+                f"no parameter {name!r}; known: {', '.join(sorted(self._values))}"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("parameters are read-only during a run")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Params({self.redacted()!r})"
+
+    def redacted(self) -> dict[str, Any]:
+        """Return the values with secret-looking ones replaced, for reports."""
+        return {
+            key: "***" if is_secret_name(key) and value else value
+            for key, value in self._values.items()
+        }

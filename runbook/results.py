@@ -1,0 +1,279 @@
+"""Immutable result records, and the JSON shape of a run (schema ``runbook.result/1``).
+
+Reporters receive these records through hooks and never import the runner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import linecache
+import traceback
+from typing import Any
+from typing import Literal
+
+from runbook.outcomes import CommandTimeout
+from runbook.outcomes import Inconclusive
+from runbook.outcomes import ReadOnlyViolation
+from runbook.outcomes import RuleIn
+from runbook.outcomes import RuleOut
+from runbook.outcomes import Skipped
+from runbook.steps import CommandRecord
+from runbook.steps import Evidence
+
+SCHEMA = "runbook.result/1"
+
+Outcome = Literal["passed", "failed", "error", "skipped", "timeout", "blocked"]
+Verdict = Literal["ruled_in", "ruled_out", "inconclusive"]
+Status = Literal["ruled_in", "ruled_out", "inconclusive", "untested"]
+ActionStatus = Literal["planned", "not_needed", "executed", "failed", "declined"]
+HostStatus = Literal["ok", "unreachable", "auth_failed", "host_key_rejected", "error"]
+Mode = Literal["read-only", "execute", "dry-run"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The result of one check on one host."""
+
+    check: str
+    host: str
+    outcome: Outcome
+    verdict: Verdict | None
+    tests: tuple[str, ...]
+    message: str
+    duration_s: float
+    started_at: float
+    evidence: tuple[Evidence, ...] = ()
+    commands: tuple[CommandRecord, ...] = ()
+    traceback: str | None = None
+
+    @property
+    def is_symptom(self) -> bool:
+        """True for a symptom check (one that tests no hypothesis)."""
+        return not self.tests
+
+    @classmethod
+    def from_call(
+        cls,
+        *,
+        check: str,
+        host: str,
+        tests: tuple[str, ...],
+        exc: BaseException | None,
+        duration_s: float,
+        started_at: float,
+        evidence: tuple[Evidence, ...] = (),
+        commands: tuple[CommandRecord, ...] = (),
+    ) -> CheckResult:
+        """Turn how a check's call ended (returned, or raised ``exc``) into a result."""
+        outcome, verdict, message, trace = classify(exc)
+        if not tests:
+            verdict = None  # a symptom check tests no hypothesis
+        return cls(
+            check,
+            host,
+            outcome,
+            verdict,
+            tests,
+            message,
+            duration_s,
+            started_at,
+            evidence,
+            commands,
+            trace,
+        )
+
+
+def classify(exc: BaseException | None) -> tuple[Outcome, Verdict | None, str, str | None]:
+    """Map a check's ending to (outcome, verdict, message, short traceback)."""
+    if exc is None:
+        return "passed", "ruled_out", "", None
+    if isinstance(exc, RuleOut):
+        return "passed", "ruled_out", exc.msg, None
+    if isinstance(exc, RuleIn):
+        return "failed", "ruled_in", exc.msg, None
+    if isinstance(exc, Inconclusive):
+        return "passed", "inconclusive", exc.msg, None
+    if isinstance(exc, Skipped):
+        return "skipped", None, exc.msg, None
+    if isinstance(exc, AssertionError):
+        return "failed", "ruled_in", assertion_message(exc), None
+    if isinstance(exc, CommandTimeout):
+        return "timeout", "inconclusive", str(exc), None
+    if isinstance(exc, ReadOnlyViolation):
+        return "blocked", "inconclusive", str(exc), None
+    return "error", "inconclusive", f"{type(exc).__name__}: {exc}", short_traceback(exc)
+
+
+def assertion_message(exc: AssertionError) -> str:
+    """Return the assertion's message, or the failing ``assert`` line when it has none."""
+    if str(exc):
+        return str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        frame = frames[-1]
+        line = linecache.getline(frame.filename, frame.lineno or 0).strip()
+        if line:
+            return f"failed: {line}"
+    return "assertion failed"
+
+
+def short_traceback(exc: BaseException, limit: int = 4) -> str:
+    """Return the last frames of a traceback: enough to find the bug, short enough to read."""
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-limit)
+    return "".join(lines).rstrip()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What happened to one action on one host."""
+
+    action: str
+    host: str
+    mitigates: tuple[str, ...]
+    status: ActionStatus
+    message: str
+    started_at: float
+    duration_s: float = 0.0
+    evidence: tuple[Evidence, ...] = ()
+    commands: tuple[CommandRecord, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostResult:
+    """How a target fared: reached or not, and why."""
+
+    name: str
+    uri: str
+    status: HostStatus
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HypothesisResult:
+    """A hypothesis's status across hosts, with the evidence that decided it."""
+
+    id: str
+    statement: str
+    status: Status
+    hosts: dict[str, Status]
+    evidence: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunResult:
+    """Everything a run found, in the order reporters need it."""
+
+    runbook: dict[str, Any]
+    mode: Mode
+    incident: str | None
+    severity: str | None
+    operator: str
+    started_at: float
+    finished_at: float
+    exit_code: int
+    hosts: tuple[HostResult, ...]
+    hypotheses: tuple[HypothesisResult, ...]
+    checks: tuple[CheckResult, ...]
+    actions: tuple[ActionResult, ...]
+    params: dict[str, Any]
+    report: str | None
+    json: str | None
+    interrupted: bool = False
+    warnings: tuple[str, ...] = ()
+    sections: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def commands(self) -> list[CommandRecord]:
+        """Every command of every check and action, in the order they started."""
+        records = [c for check in self.checks for c in check.commands]
+        records += [c for action in self.actions for c in action.commands]
+        return sorted(records, key=lambda record: record.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON result, schema ``runbook.result/1``."""
+        return {
+            "schema": SCHEMA,
+            "runbook": self.runbook,
+            "mode": self.mode,
+            "incident": self.incident,
+            "severity": self.severity,
+            "operator": self.operator,
+            "started_at": isotime(self.started_at),
+            "finished_at": isotime(self.finished_at),
+            "duration_s": round(self.finished_at - self.started_at, 3),
+            "exit_code": self.exit_code,
+            "interrupted": self.interrupted,
+            "params": self.params,
+            "hosts": [dataclasses.asdict(host) for host in self.hosts],
+            "hypotheses": [_hypothesis_dict(h) for h in self.hypotheses],
+            "checks": [_check_dict(c) for c in self.checks],
+            "actions": [_action_dict(a) for a in self.actions],
+            "commands": [_command_dict(c) for c in self.commands],
+            "warnings": list(self.warnings),
+            "sections": [{"title": t, "body": b} for t, b in self.sections],
+            "report": self.report,
+        }
+
+
+def isotime(timestamp: float, precise: bool = False) -> str:
+    """Format a UNIX time as UTC ISO 8601 with a ``Z``, to the second or millisecond."""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    if precise:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _evidence_list(items: tuple[Evidence, ...]) -> list[dict[str, str]]:
+    return [{"title": item.title, "body": item.body} for item in items]
+
+
+def _hypothesis_dict(item: HypothesisResult) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "statement": item.statement,
+        "status": item.status,
+        "hosts": dict(item.hosts),
+        "evidence": list(item.evidence),
+    }
+
+
+def _check_dict(item: CheckResult) -> dict[str, Any]:
+    return {
+        "id": item.check,
+        "host": item.host,
+        "outcome": item.outcome,
+        "verdict": item.verdict,
+        "tests": list(item.tests),
+        "message": item.message,
+        "duration_s": round(item.duration_s, 4),
+        "started_at": isotime(item.started_at, precise=True),
+        "evidence": _evidence_list(item.evidence),
+        "traceback": item.traceback,
+    }
+
+
+def _action_dict(item: ActionResult) -> dict[str, Any]:
+    return {
+        "id": item.action,
+        "host": item.host,
+        "mitigates": list(item.mitigates),
+        "status": item.status,
+        "message": item.message,
+        "started_at": isotime(item.started_at, precise=True),
+        "duration_s": round(item.duration_s, 4),
+        "evidence": _evidence_list(item.evidence),
+    }
+
+
+def _command_dict(item: CommandRecord) -> dict[str, Any]:
+    return {
+        "host": item.host,
+        "check": item.step,
+        "command": item.command,
+        "exit_status": item.exit_status,
+        "duration_s": round(item.duration_s, 4),
+        "blocked": item.blocked,
+        "reason": item.reason or None,
+        "started_at": isotime(item.started_at, precise=True),
+    }

@@ -1,0 +1,1 @@
+"""The built-in runbook library (high-cpu, ...), one runbook per module."""

@@ -1,0 +1,71 @@
+"""Shared fixtures: a project folder with runbooks, and ways to run the CLI in it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from click.testing import Result
+
+from runbook.cli import cli
+
+
+class Project:
+    """A temporary working directory with a ``runbooks/`` folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.runbooks = root / "runbooks"
+        self.runbooks.mkdir()
+
+    def write(self, relative: str, source: str) -> Path:
+        """Write a file (dedented) under the project root."""
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
+        return path
+
+    def runbook(self, name: str, source: str) -> Path:
+        """Write ``runbooks/<name>.py``."""
+        return self.write(f"runbooks/{name}.py", source)
+
+    def invoke(self, *args: str, input: str | None = None) -> Result:
+        """Run the CLI in-process (click's CliRunner) in this folder."""
+        return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m runbook`` as a real subprocess here, with extra ``env`` variables."""
+        return subprocess.run(
+            [sys.executable, "-m", "runbook", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1", **(env or {})},
+            timeout=120,
+        )
+
+    def run_json(self, name: str, *args: str) -> tuple[Result, dict]:
+        """Run a runbook in-process; return the CLI result and the parsed JSON result."""
+        out = self.root / f"{name}.json"
+        result = self.invoke(
+            "run", name, "--json", str(out), "--report", str(self.root / f"{name}.md"), *args
+        )
+        assert out.exists(), result.output
+        return result, json.loads(out.read_text())
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A fresh project folder that is also the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.delenv("RUNBOOK_PATH", raising=False)
+    return Project(tmp_path)

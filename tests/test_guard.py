@@ -1,0 +1,469 @@
+"""The read-only guard: the command corpus, allowlist extensions and plugin policies."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from runbook.config import load_config
+from runbook.guard import Refused
+from runbook.guard import check_command
+from runbook.guard import make_policy
+from runbook.guard import split_commands
+from runbook.hosts import Host
+from runbook.local import LocalBackend
+from runbook.outcomes import ReadOnlyViolation
+from runbook.steps import Step
+from runbook.steps import current_step
+
+#: Read-only commands SREs type during incidents: every one must be allowed.
+ALLOWED = [
+    "ps aux",
+    "ps -eo pid,ppid,%cpu,%mem,cmd --sort=-%cpu",
+    "ps -p 1 -o comm=",
+    "ps -eLf | wc -l",
+    "top -b -n1",
+    "top -b -n 1 -o %MEM",
+    "ss -tanp",
+    "ss -s",
+    "netstat -tulpn",
+    "df -h",
+    "df -i /var",
+    "du -sh /var/* 2>/dev/null | sort -h | tail",
+    "free -m",
+    "uptime",
+    "vmstat 1 5",
+    "iostat -x 1 3",
+    "mpstat -P ALL 1 1",
+    "pidstat -u 1 1",
+    "journalctl -u nginx --since '1 hour ago' --no-pager",
+    "journalctl -k -p err -n 100",
+    "journalctl --disk-usage",
+    "dmesg -T | tail -n 20",
+    "dmesg --level=err",
+    "grep -c ERROR /var/log/app.log",
+    "grep -rl 'OutOfMemory' /var/log/",
+    "zgrep -c ERROR /var/log/app.log.1.gz",
+    "grep ERROR /var/log/app.log || true",
+    "awk '{print $1}' /var/log/nginx/access.log | sort | uniq -c | sort -rn | head",
+    "awk -F: '{print $1}' /etc/passwd",
+    "sed -n '1,5p' /etc/hosts",
+    "sed -n '/ERROR/p' /var/log/app.log",
+    "tail -n 50 /var/log/syslog",
+    "head -c 4096 /var/log/messages",
+    "wc -l /var/log/app.log",
+    "cat /proc/loadavg",
+    "cat /proc/1/status | grep -i threads",
+    "cat /proc/loadavg; cat /proc/meminfo",
+    "ls -la /tmp 2>/dev/null",
+    "tail -n 50 /var/log/syslog >/dev/null",
+    "find /var/log -size +100M",
+    "find / -xdev -type f -size +1G -print",
+    "find /var/log -name '*.gz' -mtime +7",
+    "stat -c %s /var/log/app.log",
+    "readlink -f /proc/1/exe",
+    "lsof -p 1234",
+    "lsof +L1",
+    "lsblk",
+    "pgrep -f gunicorn",
+    "pidof nginx",
+    "kubectl get pods -o wide",
+    "kubectl get pods -A | grep -v Running",
+    "kubectl describe pod web-1 -n prod",
+    "kubectl logs deploy/web --tail=100",
+    "docker ps -a",
+    "docker logs --tail 100 web",
+    "docker inspect web",
+    "systemctl status nginx",
+    "systemctl is-active postgresql",
+    "systemctl --no-pager list-units --failed",
+    "ip addr show",
+    "ip route",
+    "sysctl net.core.somaxconn",
+    "sysctl -a",
+    "dig +short example.com",
+    "getent hosts db.internal",
+    "nslookup example.com",
+    "date -u +%s",
+    "hostname -f",
+    "uname -a",
+    "id -u",
+    "who",
+    "last -n 10",
+    "jq .status /srv/app/status.json",
+    "echo hello",
+    "printf '%s\\n' a b",
+    "test -f /run/app.pid && cat /run/app.pid",
+    "LC_ALL=C ps aux",
+    "env LC_ALL=C sort /tmp/list",
+    "timeout 5 cat /proc/meminfo",
+    "nice -n 10 du -sh /var",
+    "xargs -n1 echo < /tmp/list",
+    "grep foo < /tmp/input.txt",
+    # Shell idioms that only move output between standard streams.
+    "ps aux 2>&1 | head",
+    "echo 'no pid file' >&2",
+    # Comparisons inside awk and addresses inside sed are not writes.
+    "ps aux | awk '$3 > 50.0'",
+    "awk '$9 >= 500' /var/log/nginx/access.log",
+    "sed -n '/slow request/p' /var/log/app.log",
+    # Global flags before the verb.
+    "kubectl -n kube-system get pods",
+]
+
+#: Commands that change something (or could run anything): every one must be refused.
+REFUSED = [
+    "rm -rf /tmp/x",
+    "/bin/rm /var/log/app.log",
+    "mv /var/log/a /var/log/b",
+    "cp a b",
+    "chmod 777 /etc/passwd",
+    "truncate -s0 /var/log/app.log",
+    "sed -i 's/a/b/' /etc/hosts",
+    "sed -ie 's/a/b/' /etc/hosts",
+    "sed --in-place 's/a/b/' /etc/hosts",
+    "sed -n 'w /tmp/out' /etc/hosts",
+    "find /tmp -delete",
+    "find /tmp -name '*.log' -exec rm {} ;",
+    "find . -execdir rm {} +",
+    "find . -ok rm {} ;",
+    "find / -fprint /tmp/out",
+    "awk '{system(\"rm \" $1)}' /tmp/list",
+    "awk '{print > \"/tmp/out\"}' /tmp/list",
+    "awk '{print | \"sh\"}' /tmp/list",
+    "tee /tmp/out",
+    "ps aux | tee /tmp/out",
+    "echo x > /etc/passwd",
+    "echo x >> /etc/hosts",
+    "cat /etc/hosts 2> /tmp/err",
+    "ls &> /tmp/out",
+    "ls >& /tmp/out",
+    "dd if=/dev/zero of=/dev/sda",
+    "kill -9 1234",
+    "killall nginx",
+    "pkill -f app",
+    "systemctl restart nginx",
+    "systemctl stop nginx",
+    "systemctl --now disable nginx",
+    "kubectl delete pod web-1",
+    "kubectl scale deploy/web --replicas=0",
+    "kubectl apply -f deploy.yaml",
+    "docker rm -f web",
+    "docker exec web sh",
+    "docker restart web",
+    "ls | xargs docker rm",
+    "cat $(ls)",
+    "echo $(rm -rf /)",
+    "echo `id`",
+    "diff <(ls a) <(ls b)",
+    "echo hi >(cat)",
+    "cat <<EOF",
+    "cat /etc/hosts\nrm -rf /",
+    "(rm /tmp/x)",
+    "ls;(rm /tmp/x)",
+    "ls; rm /tmp/x",
+    "ls && rm /tmp/x",
+    "ls || rm /tmp/x",
+    "ls & rm /tmp/x",
+    "env rm -rf /",
+    "env -u HOME rm /tmp/x",
+    "env FOO=1 rm /tmp/x",
+    "FOO=bar rm /tmp/x",
+    "nice rm -rf /",
+    "nice -n 5 rm -rf /",
+    "ionice -c3 rm /tmp/x",
+    "stdbuf -oL rm /tmp/x",
+    "timeout 5 rm -rf /",
+    "timeout -s KILL 5 rm /tmp/x",
+    "xargs rm < /tmp/list",
+    "ls | xargs rm",
+    "ls | xargs -n1 rm",
+    "xargs -I{} rm {}",
+    "sudo ps aux",
+    "sudo cat /etc/shadow",
+    "sh -c 'rm -rf /'",
+    "bash -c 'ls'",
+    "python3 -c 'print(1)'",
+    "sysctl -w vm.swappiness=10",
+    "sysctl vm.swappiness=10",
+    "sysctl -p",
+    "date -s '2020-01-01'",
+    "date --set=now",
+    "hostname evil",
+    "ip link set eth0 down",
+    "ip addr add 10.0.0.1/24 dev eth0",
+    "dmesg -c",
+    "journalctl --vacuum-time=1d",
+    "journalctl --rotate",
+    "reboot",
+    "shutdown -h now",
+    "crontab -r",
+    "iptables -F",
+    "curl -X POST http://localhost/admin",
+    "mkfs.ext4 /dev/sdb",
+    # What cannot be parsed cannot be vetted: fail closed.
+    "echo 'unterminated",
+    # Clobbering redirection and bash's pipe-with-stderr hide a write behind a read.
+    "cat /etc/hosts >| /tmp/out",
+    "ps aux |& tee /tmp/out",
+    # Parameter expansion smuggles a dangerous flag past the word checks.
+    "D=-delete; find /tmp $D",
+    "find /tmp $'-delete'",
+    # env -S runs its argument as a command line.
+    "env -S'rm -rf /tmp/x'",
+    "env --split-string='rm -rf /tmp/x'",
+    # Allowlisted commands with flags or operands that write.
+    "sort -o /etc/passwd /tmp/list",
+    "uniq /tmp/in.txt /tmp/out.txt",
+    "sar -o /tmp/sa 1 1",
+    "awk -i inplace '{print}' /etc/hosts",
+    "date 123112002030",
+    "ss -K dst 10.0.0.1",
+    "ip netns exec ns1 rm -rf /",
+    "ip l s eth0 down",
+    "ip a a 10.0.0.1/24 dev eth0",
+    "ip route append 10.0.0.0/8 via 10.0.0.1",
+    "ionice -c3 -p1234",
+    "sysctl --system",
+    "sysctl -p/etc/sysctl.conf",
+    "dmesg -n 1",
+]
+
+
+@pytest.mark.parametrize("command", ALLOWED)
+def test_read_only_command_is_allowed(command):
+    check_command(command, None)
+
+
+@pytest.mark.parametrize("command", REFUSED)
+def test_changing_command_is_refused(command):
+    with pytest.raises(Refused):
+        check_command(command, None)
+
+
+def test_corpus_is_large_and_has_no_contradictions():
+    assert len(set(ALLOWED)) == len(ALLOWED) >= 40
+    assert len(set(REFUSED)) == len(REFUSED) >= 40
+    assert not set(ALLOWED) & set(REFUSED)
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        ("sed -i 's/a/b/' f", "sed -i"),
+        ("find /tmp -delete", "-delete"),
+        ("echo x > /etc/passwd", "'/etc/passwd'"),
+        ("cat $(ls)", "command substitution"),
+        ("echo `id`", "backtick"),
+        ("diff <(ls a) <(ls b)", "process substitution"),
+        ("cat /etc/hosts\nrm -rf /", "newline"),
+        ("systemctl restart nginx", "systemctl restart"),
+        ("kubectl delete pod x", "kubectl delete"),
+        ("sudo ls", "'sudo' is not on the read-only allowlist"),
+        ("timeout 5 rm x", "'rm' is not on the read-only allowlist"),
+    ],
+)
+def test_refusal_says_what_was_refused(command, reason):
+    with pytest.raises(Refused) as info:
+        check_command(command, None)
+    assert reason in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("ps aux", [["ps", "aux"]]),
+        ("ps aux | grep x | wc -l", [["ps", "aux"], ["grep", "x"], ["wc", "-l"]]),
+        ("a && b || c; d", [["a"], ["b"], ["c"], ["d"]]),
+        ("grep 'a | b' f", [["grep", "a | b", "f"]]),
+        ('grep "x;y" f', [["grep", "x;y", "f"]]),
+        ("ls 2>/dev/null", [["ls"]]),
+        ("ls -la /tmp 2>/dev/null | head", [["ls", "-la", "/tmp"], ["head"]]),
+        ("grep x < in.txt", [["grep", "x"]]),
+        ("", []),
+    ],
+)
+def test_split_commands(command, expected):
+    assert split_commands(command) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ps", "-p", "1", "-o", "comm="],
+        ["cat", "--", "/etc/hosts; rm -rf /"],  # no shell: `;` is part of a file name
+        ["grep", "-c", "$(id)", "/var/log/app.log"],
+        ["ls", ">", "/tmp/out"],  # no shell: `>` is an argument, not a redirection
+        ["/usr/bin/uptime"],
+    ],
+)
+def test_argv_command_is_checked_without_shell_parsing(argv):
+    check_command("display form is not parsed $(", argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rm", "-rf", "/tmp/x"],
+        ["sh", "-c", "ls"],
+        ["find", "/tmp", "-delete"],
+        ["sed", "-i", "s/a/b/", "/etc/hosts"],
+        ["timeout", "5", "kill", "1"],
+        ["systemctl", "restart", "nginx"],
+    ],
+)
+def test_argv_command_is_refused(argv):
+    with pytest.raises(Refused):
+        check_command("ls", argv)
+
+
+@pytest.mark.parametrize(
+    ("extra", "command"),
+    [
+        (["systemctl restart nginx"], "systemctl restart nginx"),
+        (["systemctl restart"], "systemctl restart nginx --no-block"),
+        (["my-health-probe"], "my-health-probe --json | jq .status"),
+        (["kubectl rollout status"], "timeout 30 kubectl rollout status deploy/web"),
+    ],
+)
+def test_extension_allows_a_command_prefix(extra, command):
+    with pytest.raises(Refused):
+        check_command(command, None)
+    check_command(command, None, extra)
+
+
+@pytest.mark.parametrize(
+    ("extra", "command"),
+    [
+        (["systemctl restart nginx"], "systemctl restart postgresql"),
+        (["systemctl restart"], "systemctl stop nginx"),
+        (["my-health-probe"], "my-health-probe; rm -rf /tmp/x"),
+        (["my-health-probe"], "my-health-probe > /tmp/out"),
+        (["my-health-probe"], "my-health-probe $(rm -rf /tmp/x)"),
+    ],
+)
+def test_extension_allows_nothing_beyond_its_prefix(extra, command):
+    with pytest.raises(Refused):
+        check_command(command, None, extra)
+
+
+def test_extension_applies_to_argv_commands():
+    with pytest.raises(Refused):
+        check_command("", ["systemctl", "reload", "nginx"])
+    check_command("", ["systemctl", "reload", "nginx"], ["systemctl reload nginx"])
+
+
+POLICY_PLUGIN = '''
+    """A site policy: trusts its own probe, distrusts uptime, logs every question."""
+    from runbook import hookimpl
+
+    ASKED = []
+
+
+    @hookimpl
+    def runbook_command_policy(command, mode, step):
+        ASKED.append((command, mode, step.id))
+        if command.startswith("site-probe"):
+            return "allow"
+        if command.startswith("uptime"):
+            return "refuse: uptime is banned on this site"
+        if command.startswith("cat /etc/shadow"):
+            return "refuse"
+        return None
+'''
+
+SECOND_OPINION = """
+    from runbook import hookimpl
+
+
+    @hookimpl
+    def runbook_command_policy(command, mode, step):
+        return "allow" if command.startswith("uptime") else None
+"""
+
+
+def _project(tmp_path, toml, **plugins):
+    (tmp_path / "runbook.toml").write_text(textwrap.dedent(toml))
+    for name, source in plugins.items():
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    return load_config(start=tmp_path)
+
+
+def _step(allow=()):
+    return Step("probe_check", "check", "local", read_only=True, allow_commands=tuple(allow))
+
+
+def test_plugin_policy_allows_refuses_or_defers(tmp_path):
+    config = _project(tmp_path, 'plugins = ["policy.py"]\n', policy=POLICY_PLUGIN)
+    policy = make_policy(config, "read-only")
+    step = _step()
+
+    assert policy("site-probe --deep", None, step) is None  # not on the allowlist
+    refused = policy("uptime", None, step)
+    assert isinstance(refused, ReadOnlyViolation)
+    assert refused.reason == "uptime is banned on this site"
+    assert refused.operation == "uptime"
+    bare = policy("cat /etc/shadow", None, step)
+    assert bare is not None and bare.reason == "refused by a plugin policy"
+    assert policy("ps aux", None, step) is None  # no opinion: the built-in policy allows
+    deferred = policy("rm -rf /tmp/x", None, step)  # no opinion: the built-in policy refuses
+    assert deferred is not None and "'rm' is not on the read-only allowlist" in deferred.reason
+
+    plugin = config.pluginmanager.get_plugin("policy.py")
+    assert ("site-probe --deep", "read-only", "probe_check") in plugin.ASKED
+
+
+def test_plugin_policy_sees_the_mode(tmp_path):
+    config = _project(tmp_path, 'plugins = ["policy.py"]\n', policy=POLICY_PLUGIN)
+    make_policy(config, "execute")("ps aux", None, _step())
+    assert config.pluginmanager.get_plugin("policy.py").ASKED == [
+        ("ps aux", "execute", "probe_check")
+    ]
+
+
+def test_a_refusal_wins_over_another_plugins_allowance(tmp_path):
+    config = _project(
+        tmp_path,
+        'plugins = ["policy.py", "second.py"]\n',
+        policy=POLICY_PLUGIN,
+        second=SECOND_OPINION,
+    )
+    violation = make_policy(config, "read-only")("uptime", None, _step())
+    assert violation is not None and violation.reason == "uptime is banned on this site"
+
+
+def test_configured_and_per_check_allowlists_extend_the_policy(tmp_path):
+    config = _project(
+        tmp_path,
+        """
+        [read_only]
+        allow = ["systemctl reload nginx"]
+        """,
+    )
+    policy = make_policy(config, "read-only")
+    assert policy("systemctl reload nginx", None, _step()) is None
+    assert policy("varnishadm ban.list", None, _step()) is not None
+    assert policy("varnishadm ban.list", None, _step(["varnishadm ban.list"])) is None
+    violation = policy("systemctl restart nginx", None, _step())
+    assert violation is not None and "@check(allow_commands=" in str(violation)
+
+
+def test_refused_command_never_reaches_the_target(tmp_path):
+    marker = tmp_path / "marker"
+    config = load_config(start=tmp_path)
+    host = Host(LocalBackend(), policy=make_policy(config, "read-only"))
+    step = _step()
+    token = current_step.set(step)
+    try:
+        with pytest.raises(ReadOnlyViolation, match="touch"):
+            host.run("touch %s", str(marker))
+        allowed = host.run("echo %s", "still here")
+    finally:
+        current_step.reset(token)
+    assert not marker.exists()
+    assert allowed.stdout == "still here\n"
+    blocked, ran = step.commands
+    assert (blocked.blocked, blocked.exit_status) == (True, None)
+    assert "not on the read-only allowlist" in blocked.reason
+    assert (ran.blocked, ran.exit_status) == (False, 0)

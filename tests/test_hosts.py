@@ -1,0 +1,264 @@
+"""``Host`` in front of the local backend: quoting, shells, exit status, timeouts, files."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from runbook.hosts import CommandResult
+from runbook.hosts import Host
+from runbook.hosts import interpolate
+from runbook.local import LocalBackend
+from runbook.outcomes import CommandTimeout
+from runbook.outcomes import ReadOnlyViolation
+from runbook.steps import Step
+from runbook.steps import current_step
+
+HOSTILE = [
+    "; rm -rf /",
+    "$(id)",
+    "`id`",
+    "it's",
+    '"double"',
+    "a b",
+    "x' ; touch /tmp/pwned ; '",
+    "*",
+    "~",
+    "$HOME",
+    "a\nb",
+    "-rf",
+    "",
+    "%s",
+    "100%",
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "expected"),
+    [
+        ("tail -n 50 %s", ("/var/log/app.log",), "tail -n 50 /var/log/app.log"),
+        ("tail -n 50 %s", ("/var/log/my app.log",), "tail -n 50 '/var/log/my app.log'"),
+        ("grep -c %s %s", ("ERROR", "/var/log/x"), "grep -c ERROR /var/log/x"),
+        ("ps -p %s", (4242,), "ps -p 4242"),
+        ("echo %s", ("; rm -rf /",), "echo '; rm -rf /'"),
+        ("echo %s", ("$(id)",), "echo '$(id)'"),
+        ("echo %s", ("it's",), "echo 'it'\"'\"'s'"),
+        ("echo %s", ("",), "echo ''"),
+        ("echo %s", ("%s",), "echo %s"),  # an argument is never expanded again
+        ("ps -o %%cpu -p %s", (1,), "ps -o %cpu -p 1"),
+        ("df --output=pcent %s | tr -d %%", ("/",), "df --output=pcent / | tr -d %"),
+        ("ps -o %cpu,%mem", (), "ps -o %cpu,%mem"),  # no arguments: left as it is
+        ("printf '%s\\n' x", (), "printf '%s\\n' x"),
+    ],
+)
+def test_interpolate(command, args, expected):
+    assert interpolate(command, args) == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        ("echo %s %s", ("one",), "more %s than arguments"),
+        ("echo %s", ("one", "two"), "1 %s placeholder(s) but got 2 argument(s)"),
+        ("echo %%s", ("one",), "0 %s placeholder(s) but got 1 argument(s)"),
+        ("echo", ("one",), "0 %s placeholder(s)"),
+    ],
+)
+def test_interpolate_placeholder_count_mismatch(command, args, message):
+    with pytest.raises(TypeError) as info:
+        interpolate(command, args)
+    assert message in str(info.value)
+
+
+@pytest.fixture
+def host():
+    return Host(LocalBackend())
+
+
+@pytest.mark.parametrize("argument", HOSTILE)
+def test_hostile_argument_reaches_the_command_as_one_literal_word(host, argument):
+    result = host.run("printf '[%%s]' %s", argument)
+    assert result.stdout == f"[{argument}]"
+    assert result.exit_status == 0
+
+
+def test_hostile_arguments_run_nothing(host, tmp_path):
+    marker = tmp_path / "pwned"
+    for argument in (f"; touch {marker}", f"$(touch {marker})", f"`touch {marker}`"):
+        host.run("echo %s", argument)
+        host.run(["echo", argument])
+    assert not marker.exists()
+
+
+def test_string_commands_run_through_a_shell(host):
+    result = host.run("echo $((6 * 7)) | tr 4 x; echo second >&2; exit 3")
+    assert result.stdout == "x2\n"
+    assert result.stderr == "second\n"
+    assert result.exit_status == 3
+    assert not result.succeeded
+    assert result.command == "echo $((6 * 7)) | tr 4 x; echo second >&2; exit 3"
+
+
+def test_list_commands_run_without_a_shell(host, tmp_path):
+    marker = tmp_path / "marker"
+    result = host.run(["echo", "a;", "touch", str(marker), "$(id)", "|", "cat"])
+    assert result.stdout == f"a; touch {marker} $(id) | cat\n"
+    assert not marker.exists()
+    assert result.command == f"echo 'a;' touch {marker} '$(id)' '|' cat"
+
+
+def test_list_items_are_turned_into_strings(host):
+    assert host.run(["printf", "%s-%s", 1, 2.5]).stdout == "1-2.5"
+
+
+def test_arguments_after_a_list_are_a_mistake(host):
+    with pytest.raises(TypeError, match="inside the list"):
+        host.run(["echo"], "x")
+
+
+def test_result_of_a_successful_command(host):
+    result = host.run("echo %s", "hello")
+    assert isinstance(result, CommandResult)
+    assert (result.stdout, result.stderr, result.exit_status) == ("hello\n", "", 0)
+    assert result.succeeded
+    assert str(result) == "hello\n"
+    assert result.duration_s > 0
+    assert host.name == "local"
+    assert host.uri.startswith("local://")
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (["/nonexistent/command"], 127),
+        (["false"], 1),
+        (["sh", "-c", "exit 42"], 42),
+    ],
+)
+def test_exit_status_is_returned_not_raised(host, argv, status):
+    assert host.run(argv).exit_status == status
+
+
+def _is_gone(pid):
+    # Killed children are reparented and reaped by init; in a container whose
+    # init does not reap, a zombie is as dead as it gets.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def test_timeout_raises_and_kills_the_whole_process_group(host, tmp_path):
+    pids = tmp_path / "pids"
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout, match=r"timed out after 0\.5s"):
+        host.run("echo $$ > %s; sleep 30 & echo $! >> %s; wait", pids, pids, timeout=0.5)
+    assert time.monotonic() - started < 5
+    shell, child = (int(line) for line in pids.read_text().split())
+    deadline = time.monotonic() + 5
+    while not (_is_gone(shell) and _is_gone(child)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _is_gone(shell), f"the shell (pid {shell}) survived its timeout"
+    assert _is_gone(child), f"the shell's child (pid {child}) survived its timeout"
+
+
+def test_host_default_timeout_applies_when_the_call_sets_none(tmp_path):
+    host = Host(LocalBackend(), command_timeout=0.3)
+    with pytest.raises(CommandTimeout):
+        host.run(["sleep", "10"])
+    assert host.run(["sleep", "0.6"], timeout=5).succeeded
+
+
+def test_cancelling_the_step_stops_its_running_command(host):
+    step = Step("hangs", "check", "local", read_only=False)
+    outcome = {}
+
+    def run_in_step():
+        current_step.set(step)
+        outcome["result"] = host.run(["sleep", "30"])
+
+    thread = threading.Thread(target=run_in_step)
+    started = time.monotonic()
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not step._cancels and time.monotonic() < deadline:
+        time.sleep(0.01)
+    step.cancel()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 5
+    assert outcome["result"].exit_status == -9
+    assert [(c.command, c.exit_status) for c in step.commands] == [("sleep 30", -9)]
+
+
+def test_read_text_and_exists(host, tmp_path):
+    path = tmp_path / "odd; name $(id) 'quoted'.txt"
+    path.write_text("line one\nline two\n")
+    dashed = tmp_path / "-n"
+    dashed.write_text("dash\n")
+    assert host.read_text(str(path)) == "line one\nline two\n"
+    assert host.read_text(str(dashed)) == "dash\n"
+    assert host.exists(str(path))
+    assert host.exists(str(tmp_path))
+    assert not host.exists(str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="missing"):
+        host.read_text(str(tmp_path / "missing"))
+
+
+def test_policy_is_asked_only_for_read_only_steps(tmp_path):
+    asked = []
+
+    def policy(command, argv, step):
+        asked.append((command, argv, step.id))
+        if command.startswith("touch"):
+            return ReadOnlyViolation(command, "touch writes")
+        return None
+
+    host = Host(LocalBackend(), policy=policy)
+    marker = tmp_path / "marker"
+    host.run("touch %s", marker)  # no running step (a unit test calling a check): not asked
+    assert marker.exists() and asked == []
+    marker.unlink()
+
+    check = Step("probe", "check", "local", read_only=True)
+    token = current_step.set(check)
+    try:
+        assert host.run(["echo", "x"]).stdout == "x\n"
+        with pytest.raises(ReadOnlyViolation, match="touch writes"):
+            host.run("touch %s", marker)
+    finally:
+        current_step.reset(token)
+    assert not marker.exists()
+    assert asked == [("echo x", ["echo", "x"], "probe"), (f"touch {marker}", None, "probe")]
+    assert [(c.command, c.blocked, c.reason) for c in check.commands] == [
+        ("echo x", False, ""),
+        (f"touch {marker}", True, "touch writes"),
+    ]
+
+    action = Step("fix", "action", "local", read_only=False)
+    token = current_step.set(action)
+    try:
+        host.run("touch %s", marker)
+    finally:
+        current_step.reset(token)
+    assert marker.exists()
+    assert len(asked) == 2
+    assert [(c.step, c.exit_status, c.blocked) for c in action.commands] == [("fix", 0, False)]
+
+
+def test_a_timed_out_command_is_recorded_without_exit_status():
+    host = Host(LocalBackend())
+    step = Step("slow", "check", "local", read_only=False)
+    token = current_step.set(step)
+    try:
+        with pytest.raises(CommandTimeout):
+            host.run(["sleep", "10"], timeout=0.2)
+    finally:
+        current_step.reset(token)
+    (record,) = step.commands
+    assert (record.command, record.exit_status, record.blocked) == ("sleep 10", None, False)
+    assert 0.2 <= record.duration_s < 5
