@@ -13,6 +13,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from typing import Any
 from typing import TypeVar
+from typing import overload
 
 from runbook.evidence import render_evidence
 from runbook.steps import Evidence
@@ -75,6 +76,20 @@ def _hypotheses(value: HypothesesArg, argument: str) -> tuple[Hypothesis, ...]:
     return items
 
 
+@overload
+def check(func: F, /) -> F: ...
+
+
+@overload
+def check(
+    *,
+    tests: HypothesesArg = None,
+    timeout: float | None = None,
+    needs: Hypothesis | None = None,
+    allow_commands: Iterable[str] = (),
+) -> Callable[[F], F]: ...
+
+
 def check(
     func: F | None = None,
     *,
@@ -100,6 +115,14 @@ def check(
         return function
 
     return mark(func) if func is not None else mark
+
+
+@overload
+def action(func: F, /) -> F: ...
+
+
+@overload
+def action(*, mitigates: HypothesesArg = None, confirm: bool = True) -> Callable[[F], F]: ...
 
 
 def action(func: F | None = None, *, mitigates: HypothesesArg = None, confirm: bool = True) -> Any:

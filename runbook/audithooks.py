@@ -15,9 +15,11 @@ audit events).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -67,7 +69,8 @@ REFUSED_EVENTS = {
 
 _lock = threading.Lock()
 _checks: dict[int, Step] = {}  # thread id -> the check it runs
-_trusted: set[int] = set()  # the runner's own threads, and actions
+#: Threads a guarded thread started: they stay guarded for their whole life.
+_children: weakref.WeakKeyDictionary[threading.Thread, Step] = weakref.WeakKeyDictionary()
 _framework = threading.local()  # depth of runbook's own calls (host.run) per thread
 _installed = False
 
@@ -99,22 +102,44 @@ def _describe(event: str, args: tuple[Any, ...]) -> str | None:
     return reason
 
 
+def _guarded_step() -> Step | None:
+    """Return the check the calling thread works for, if any."""
+    step = _checks.get(threading.get_ident())
+    if step is None and _children:
+        step = _children.get(threading.current_thread())
+    return step
+
+
+def _start_guarded(start: Callable[[threading.Thread], None]) -> Callable[..., None]:
+    """Wrap ``Thread.start`` so a thread started by a check inherits its guard.
+
+    Python 3.11 raises no audit event when a thread starts, and contextvars do
+    not follow threads or thread pools, so the inheritance happens here.
+    """
+
+    @functools.wraps(start)
+    def guarded_start(self: threading.Thread) -> None:
+        step = _guarded_step() if (_checks or _children) else None
+        if step is not None:
+            _children[self] = step
+        start(self)
+
+    return guarded_start
+
+
 def _hook(event: str, args: tuple[Any, ...]) -> None:
-    if not _checks:  # fast path: no check is running
+    if not _checks and not _children:  # fast path: no check is running
         return
-    ident = threading.get_ident()
-    if ident in _trusted or _framework_depth():
+    step = _guarded_step()
+    if step is None or _framework_depth():
         return
     reason = _describe(event, args)
     if reason is None:
         return
-    step = _checks.get(ident)
-    steps = [step] if step is not None else list(_checks.values())  # a thread a check started
     violation = ReadOnlyViolation(
         f"{event}", f"{reason} is not allowed in a read-only check", _HINT
     )
-    for owner in steps:
-        owner.refusals.append(str(violation))
+    step.refusals.append(str(violation))
     raise violation
 
 
@@ -128,6 +153,7 @@ def install() -> None:
         if not _installed:
             sys.addaudithook(_hook)
             threading.excepthook = _quiet_refusals(threading.excepthook)
+            threading.Thread.start = _start_guarded(threading.Thread.start)  # type: ignore[method-assign]
             _installed = True
 
 
@@ -156,19 +182,6 @@ def guarding(step: Step) -> Iterator[None]:
     finally:
         with _lock:
             _checks.pop(ident, None)
-
-
-@contextlib.contextmanager
-def trusted() -> Iterator[None]:
-    """Mark the calling thread as runbook's own (the runner, reporters, actions)."""
-    ident = threading.get_ident()
-    with _lock:
-        _trusted.add(ident)
-    try:
-        yield
-    finally:
-        with _lock:
-            _trusted.discard(ident)
 
 
 @contextlib.contextmanager

@@ -35,7 +35,8 @@ def render_table(rows: list[Any]) -> str:
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.1f}"
+        # Three significant digits below 10, so 0.987 does not read as a perfect 1.0.
+        return f"{value:.3g}" if 0 < abs(value) < 10 else f"{value:.1f}"
     text = str(value)
     return text if len(text) <= 120 else text[:117] + "..."
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 from typing import Literal
 from typing import TypeVar
+from typing import overload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +35,14 @@ class FixtureSpec:
 
     scope: ScopeName
     name: str | None
+
+
+@overload
+def fixture(func: F, /) -> F: ...
+
+
+@overload
+def fixture(*, scope: ScopeName = "check", name: str | None = None) -> Callable[[F], F]: ...
 
 
 def fixture(func: F | None = None, *, scope: ScopeName = "check", name: str | None = None) -> Any:

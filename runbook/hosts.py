@@ -156,7 +156,8 @@ class Host:
         started = time.time()
         if step is not None and step.read_only and self._policy is not None:
             argv = command if isinstance(command, list) else None
-            violation = self._policy(display, argv, step)
+            with framework_call():  # the policy and its plugins are runbook's own code
+                violation = self._policy(display, argv, step)
             if violation is not None:
                 step.commands.append(
                     CommandRecord(

@@ -77,6 +77,8 @@ class Params(Mapping[str, Any]):
         object.__setattr__(self, "_values", dict(values))
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy and pickle probe dunders before _values exists
+            raise AttributeError(name)
         try:
             return self._values[name]
         except KeyError:
@@ -86,6 +88,9 @@ class Params(Mapping[str, Any]):
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("parameters are read-only during a run")
+
+    def __reduce__(self) -> tuple[type[Params], tuple[dict[str, Any]]]:
+        return (Params, (self._values,))
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]

@@ -112,9 +112,12 @@ def assertion_message(exc: AssertionError) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     if frames:
         frame = frames[-1]
-        line = linecache.getline(frame.filename, frame.lineno or 0).strip()
-        if line:
-            return f"failed: {line}"
+        first = frame.lineno or 0
+        last = max(first, frame.end_lineno or first)  # an assert may span several lines
+        lines = (linecache.getline(frame.filename, n).strip() for n in range(first, last + 1))
+        source = " ".join(line for line in lines if line)
+        if source:
+            return f"failed: {source}"
     return "assertion failed"
 
 

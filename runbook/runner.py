@@ -15,7 +15,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
 
-from runbook.audithooks import trusted
+from runbook.audithooks import framework_call
 from runbook.fixtures import FixtureError
 from runbook.fixtures import FixtureManager
 from runbook.fixtures import ScopeName
@@ -174,10 +174,6 @@ class Run:
 
     def execute(self) -> RunResult:
         """Run every target and report; on Ctrl-C or a crash, still report what was found."""
-        with trusted():
-            return self._execute()
-
-    def _execute(self) -> RunResult:
         backends = [self._backend(spec) for spec in self.options.hosts]
         self.hook.runbook_run_started(run=self)
         interrupted = False
@@ -312,7 +308,8 @@ class Run:
             "host": host.name,
             "check": _check_key(host, step),
         }
-        kwargs = self.fixtures.resolve(item.argnames, keys, builtins)
+        with framework_call():  # fixture set-up is trusted like plugin code; commands are not
+            kwargs = self.fixtures.resolve(item.argnames, keys, builtins)
         item.func(**kwargs)
 
     def _findings(self, host: str) -> Findings:
