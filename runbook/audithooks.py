@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import stat
 import sys
 import threading
 import weakref
@@ -65,7 +66,35 @@ REFUSED_EVENTS = {
     "ctypes.call_function": "calling native code with ctypes",
     "sqlite3.connect": "opening a database file",
     "sys.addaudithook": "installing another audit hook",
+    "os.chdir": "changing the working directory",
+    "resource.setrlimit": "changing resource limits",
+    "resource.prlimit": "changing resource limits",
+    # Raised by the wrappers below: CPython 3.11 has no audit event for these.
+    "os.mkfifo": "creating a FIFO",
+    "os.mknod": "creating a device node",
+    "os.nice": "changing the process priority",
+    "os.setpriority": "changing a process priority",
+    "os.sched_setaffinity": "changing a process's CPU affinity",
+    "os.setsid": "starting a new session",
+    "os.setpgid": "changing a process group",
+    "_posixsubprocess.fork_exec": "starting a process outside host.run",
 }
+
+#: Functions that change the system without raising an audit event of their own.
+_SILENT_FUNCTIONS = (
+    (os, "write"),
+    (os, "writev"),
+    (os, "pwrite"),
+    (os, "sendfile"),
+    (os, "mkfifo"),
+    (os, "mknod"),
+    (os, "nice"),
+    (os, "setpriority"),
+    (os, "sched_setaffinity"),
+    (os, "setsid"),
+    (os, "setpgid"),
+)
+_FD_WRITES = frozenset({"os.write", "os.writev", "os.pwrite", "os.sendfile"})
 
 _lock = threading.Lock()
 _checks: dict[int, Step] = {}  # thread id -> the check it runs
@@ -82,6 +111,8 @@ def _framework_depth() -> int:
 
 def _describe(event: str, args: tuple[Any, ...]) -> str | None:
     """Return why ``event`` must be refused, or None to let it through."""
+    if event in _FD_WRITES:
+        return _describe_fd_write(args[0] if args else -1)
     if event == "open":
         path, mode, flags = (*args, None, None, None)[:3]
         writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
@@ -100,6 +131,42 @@ def _describe(event: str, args: tuple[Any, ...]) -> str | None:
     if isinstance(target, str | bytes | os.PathLike):
         return f"{reason} ({os.fsdecode(target)})"
     return reason
+
+
+def _describe_fd_write(fd: Any) -> str | None:
+    """Refuse writes through a descriptor opened before the check, unless it is a pipe or tty."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except (OSError, TypeError, ValueError):
+        return None  # the call itself will fail
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+        return None
+    return f"writing to descriptor {fd} (a file opened before the check)"
+
+
+def _audited(event: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``function`` so that calling it raises the audit event ``event`` first."""
+
+    @functools.wraps(function)
+    def audited(*args: Any, **kwargs: Any) -> Any:
+        sys.audit(event, *args[:1])
+        return function(*args, **kwargs)
+
+    return audited
+
+
+def _audit_silent_functions() -> None:
+    """Make state-changing calls that CPython 3.11 does not audit go through the hook."""
+    for module, name in _SILENT_FUNCTIONS:
+        if hasattr(module, name):
+            setattr(module, name, _audited(f"os.{name}", getattr(module, name)))
+    import _posixsubprocess  # the C function behind subprocess, callable directly
+    import subprocess
+
+    fork_exec = _audited("_posixsubprocess.fork_exec", _posixsubprocess.fork_exec)
+    _posixsubprocess.fork_exec = fork_exec
+    if getattr(subprocess, "_fork_exec", None) is not None:
+        subprocess._fork_exec = fork_exec  # type: ignore[attr-defined]
 
 
 def _guarded_step() -> Step | None:
@@ -147,13 +214,18 @@ _HINT = "checks only read; move the change into an @action, which runs with --ex
 
 
 def install() -> None:
-    """Install the audit hook once per process (audit hooks cannot be removed)."""
+    """Install the audit hook once per process (audit hooks cannot be removed).
+
+    Called before runbooks are imported, so that a runbook cannot keep a
+    reference to an unwrapped function (``from os import write``).
+    """
     global _installed
     with _lock:
         if not _installed:
             sys.addaudithook(_hook)
             threading.excepthook = _quiet_refusals(threading.excepthook)
             threading.Thread.start = _start_guarded(threading.Thread.start)  # type: ignore[method-assign]
+            _audit_silent_functions()
             _installed = True
 
 

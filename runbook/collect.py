@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+from runbook import audithooks
 from runbook.fixtures import FixtureDef
 from runbook.fixtures import fixtures_in
 from runbook.hookspec import hookimpl
@@ -81,6 +82,7 @@ def collect(config: Config) -> Collection:
     Entry-point plugins load first so that their ``runbook_collect`` and
     ``runbook_configure`` take part; their runbooks rank after local ones.
     """
+    audithooks.install()  # before any runbook module is imported
     collection = Collection()
     installed = _load_entry_points(config, collection)
     config.hook.runbook_configure.call_historic(kwargs={"config": config})

@@ -29,6 +29,8 @@ Status = Literal["ruled_in", "ruled_out", "inconclusive", "untested"]
 ActionStatus = Literal["planned", "not_needed", "executed", "failed", "declined"]
 HostStatus = Literal["ok", "unreachable", "auth_failed", "host_key_rejected", "error"]
 Mode = Literal["read-only", "execute", "dry-run"]
+#: After an executed action: did its hypotheses stop being ruled in?
+Verification = Literal["resolved", "still_ruled_in", "inconclusive"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -140,6 +142,9 @@ class ActionResult:
     duration_s: float = 0.0
     evidence: tuple[Evidence, ...] = ()
     commands: tuple[CommandRecord, ...] = ()
+    #: The verify step: the outcome of re-running the checks of what it mitigates.
+    verification: Verification | None = None
+    verify_checks: tuple[CheckResult, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -191,6 +196,7 @@ class RunResult:
         """Every command of every check and action, in the order they started."""
         records = [c for check in self.checks for c in check.commands]
         records += [c for action in self.actions for c in action.commands]
+        records += [c for a in self.actions for check in a.verify_checks for c in check.commands]
         return sorted(records, key=lambda record: record.started_at)
 
     def to_dict(self) -> dict[str, Any]:
@@ -266,6 +272,12 @@ def _action_dict(item: ActionResult) -> dict[str, Any]:
         "started_at": isotime(item.started_at, precise=True),
         "duration_s": round(item.duration_s, 4),
         "evidence": _evidence_list(item.evidence),
+        "verification": None
+        if item.verification is None
+        else {
+            "status": item.verification,
+            "checks": [_check_dict(check) for check in item.verify_checks],
+        },
     }
 
 

@@ -38,6 +38,7 @@ from runbook.results import HostResult
 from runbook.results import HypothesisResult
 from runbook.results import Mode
 from runbook.results import RunResult
+from runbook.results import Verification
 from runbook.steps import Evidence
 from runbook.steps import Step
 from runbook.verdicts import judge
@@ -377,7 +378,7 @@ class Run:
         else:
             self.warnings.extend(self.fixtures.finish("check", _check_key(host, step)))
             status, message = "executed", "done"
-        return ActionResult(
+        result = ActionResult(
             item.id,
             host.name,
             mitigates,
@@ -387,6 +388,36 @@ class Run:
             time.perf_counter() - clock,
             tuple(step.evidence),
             tuple(step.commands),
+        )
+        return self._verify(result, host) if status == "executed" else result
+
+    def _verify(self, action: ActionResult, host: Host) -> ActionResult:
+        """Re-run the checks of the hypotheses an action mitigates: did it work?"""
+        ruled_in = [
+            h for h in action.mitigates if self._statuses(host.name).get(h) == "ruled_in"
+        ]
+        checks = [c for c in self.checks if any(h.id in ruled_in for h in c.tests)]
+        results = [self._call(c, host, tuple(h.id for h in c.tests)) for c in checks]
+        after = [
+            status_on_host(r for r in results if hypothesis in r.tests) for hypothesis in ruled_in
+        ]
+        verification: Verification = (
+            "still_ruled_in"
+            if "ruled_in" in after
+            else "resolved"
+            if after and all(status == "ruled_out" for status in after)
+            else "inconclusive"
+        )
+        words = {
+            "resolved": f"verified: {', '.join(ruled_in)} now ruled out",
+            "still_ruled_in": f"not verified: {', '.join(ruled_in)} still ruled in",
+            "inconclusive": "not verified: the checks were inconclusive",
+        }
+        return dataclasses.replace(
+            action,
+            message=f"done; {words[verification]}",
+            verification=verification,
+            verify_checks=tuple(results),
         )
 
     def _result(self, interrupted: bool, crashed: bool = False) -> RunResult:
