@@ -15,6 +15,7 @@ audit events).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 import stat
@@ -189,6 +190,10 @@ def _start_guarded(start: Callable[[threading.Thread], None]) -> Callable[..., N
         step = _guarded_step() if (_checks or _children) else None
         if step is not None:
             _children[self] = step
+            # The check's context (its current step) goes along, so host.run in the
+            # thread is classified and recorded like the check's own commands.
+            context, run = contextvars.copy_context(), self.run
+            self.run = lambda: context.run(run)  # type: ignore[method-assign]
         start(self)
 
     return guarded_start

@@ -524,6 +524,37 @@ def report_(result: str, template: str | None, output: str | None) -> int:
     return ExitCode.OK
 
 
+@cli.group()
+def audit() -> None:
+    """Inspect the audit log of commands and actions."""
+
+
+@audit.command(name="verify")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def audit_verify(path: str | None) -> int:
+    """Check the hash chain of the audit log (default: the configured one); exit 1 if broken."""
+    from runbook.audit import default_audit_path
+    from runbook.audit import verify
+    from runbook.config import load_config
+
+    if path is None:
+        config = load_config()
+        configured = config.get("audit_log")
+        log = config.path(configured) if configured else default_audit_path()
+    else:
+        log = Path(path)
+    try:
+        verification = verify(log)
+    except OSError as exc:
+        raise UsageError(f"cannot read the audit log {log}: {exc}") from None
+    if verification.ok:
+        click.echo(f"{log}: ok, {verification.records} records, hash chain intact")
+        return ExitCode.OK
+    click.echo(f"{log}: TAMPERED OR DAMAGED: {verification.problem}", err=True)
+    click.echo(f"{verification.records} records verified before the problem", err=True)
+    return ExitCode.FINDINGS
+
+
 @cli.command()
 def plugins() -> int:
     """List loaded plugins with their hooks, and the fixtures they provide."""

@@ -22,6 +22,7 @@ ESSENTIAL_PLUGINS = (
     "runbook.guard",
     "runbook.local",
     "runbook.collect",
+    "runbook.audit",
 )
 
 #: Plugins registered by default: reporters and the built-in check libraries.

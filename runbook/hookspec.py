@@ -23,11 +23,13 @@ import pluggy
 if TYPE_CHECKING:
     from runbook.config import Config
     from runbook.hosts import Backend
+    from runbook.model import ActionItem
     from runbook.model import CheckItem
     from runbook.results import ActionResult
     from runbook.results import CheckResult
     from runbook.results import RunResult
     from runbook.runner import Run
+    from runbook.steps import CommandRecord
     from runbook.steps import Step
 
 hookspec = pluggy.HookspecMarker("runbook")
@@ -88,8 +90,26 @@ def runbook_check_started(check: CheckItem, host: str) -> None:
 
 
 @hookspec
+def runbook_command_finished(record: CommandRecord) -> None:
+    """Called after every command a check or action sent to a target, as it happens.
+
+    Refused commands are reported too (``record.blocked``). Called on the
+    step's worker thread; the record is already redacted.
+    """
+
+
+@hookspec
 def runbook_check_finished(result: CheckResult) -> None:
     """Called with the immutable result of every check on every host, as it finishes."""
+
+
+@hookspec
+def runbook_action_started(action: ActionItem, host: str) -> None:
+    """Called just before an action changes a target (confirmed, in execute mode).
+
+    Not called for actions that are only planned, not needed or declined. An
+    audit log writes its intent record here.
+    """
 
 
 @hookspec

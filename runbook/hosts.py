@@ -121,12 +121,14 @@ class Host:
         *,
         policy: CommandPolicy | None = None,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        on_record: Callable[[CommandRecord], CommandRecord] | None = None,
     ) -> None:
         self.backend = backend
         self.name = backend.name
         self.uri = backend.uri
         self._policy = policy
         self.command_timeout = command_timeout
+        self._on_record = on_record
 
     def __repr__(self) -> str:
         return f"<Host {self.name} {self.uri}>"
@@ -159,11 +161,11 @@ class Host:
             with framework_call():  # the policy and its plugins are runbook's own code
                 violation = self._policy(display, argv, step)
             if violation is not None:
-                step.commands.append(
-                    CommandRecord(
-                        self.name, step.id, display, None, 0.0, True, started, violation.reason
-                    )
+                record = CommandRecord(
+                    self.name, step.id, display, None, 0.0, True, started, violation.reason
                 )
+                self._record(step, record)
+                step.refusals.append(str(violation))  # blocked even if the check catches it
                 raise violation
         on_cancel = step.on_cancel if step is not None else None
         clock = time.perf_counter()
@@ -176,12 +178,18 @@ class Host:
         finally:
             duration = time.perf_counter() - clock
             if step is not None:
-                step.commands.append(
-                    CommandRecord(
-                        self.name, step.id, display, exit_status, duration, False, started
-                    )
+                record = CommandRecord(
+                    self.name, step.id, display, exit_status, duration, False, started
                 )
+                self._record(step, record)
         return CommandResult(display, stdout, stderr, exit_status, duration)
+
+    def _record(self, step: Step, record: CommandRecord) -> None:
+        """Keep a command on its step and tell the run (which redacts and audits it)."""
+        if self._on_record is not None:
+            with framework_call():
+                record = self._on_record(record)
+        step.commands.append(record)
 
     def read_text(self, path: str) -> str:
         """Return the contents of a file on the host; raise ``FileNotFoundError`` if absent."""

@@ -72,6 +72,8 @@ class Runbook:
     tags: tuple[str, ...]
     severity: str | None
     fixtures: tuple[FixtureDef, ...]
+    #: Parameter names declared secret with ``SECRETS`` (besides secret-looking names).
+    secrets: tuple[str, ...] = ()
 
     @classmethod
     def from_module(
@@ -96,6 +98,7 @@ class Runbook:
             tags=_tags(namespace, path),
             severity=_severity(namespace, path),
             fixtures=(*fixtures_in(namespace, str(path)), *shared),
+            secrets=_secrets(namespace, path),
         )
 
     def hypothesis(self, id: str) -> Hypothesis:
@@ -165,6 +168,16 @@ def _tags(namespace: dict[str, Any], path: Path) -> tuple[str, ...]:
     if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
         raise CollectionError(str(path), None, "TAGS must be a list of strings")
     return tuple(tags)
+
+
+def _secrets(namespace: dict[str, Any], path: Path) -> tuple[str, ...]:
+    secrets = namespace.get("SECRETS", ())
+    if isinstance(secrets, str) or not all(isinstance(name, str) for name in secrets):
+        raise CollectionError(str(path), None, "SECRETS must be a list of parameter names")
+    unknown = sorted(set(secrets) - set(namespace.get("PARAMS", {})))
+    if unknown:
+        raise CollectionError(str(path), None, f"SECRETS names unknown parameters: {unknown}")
+    return tuple(secrets)
 
 
 def _severity(namespace: dict[str, Any], path: Path) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
@@ -55,7 +56,9 @@ def parse_assignments(assignments: list[str]) -> dict[str, str]:
     return result
 
 
-def resolve_params(defaults: Mapping[str, Any], overrides: Mapping[str, str]) -> Params:
+def resolve_params(
+    defaults: Mapping[str, Any], overrides: Mapping[str, str], secrets: Iterable[str] = ()
+) -> Params:
     """Merge overrides into defaults, coercing each to the type of its default."""
     values = dict(defaults)
     for key, raw in overrides.items():
@@ -65,16 +68,17 @@ def resolve_params(defaults: Mapping[str, Any], overrides: Mapping[str, str]) ->
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UsageError(f"unknown parameter {key!r}.{hint} Known parameters: {known}")
         values[key] = coerce(key, raw, defaults[key])
-    return Params(values)
+    return Params(values, secrets)
 
 
 class Params(Mapping[str, Any]):
     """Read-only parameters with attribute access (``params.service``)."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_secrets", "_values")
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
+    def __init__(self, values: Mapping[str, Any], secrets: Iterable[str] = ()) -> None:
         object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "_secrets", frozenset(secrets))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # copy and pickle probe dunders before _values exists
@@ -89,8 +93,8 @@ class Params(Mapping[str, Any]):
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("parameters are read-only during a run")
 
-    def __reduce__(self) -> tuple[type[Params], tuple[dict[str, Any]]]:
-        return (Params, (self._values,))
+    def __reduce__(self) -> tuple[type[Params], tuple[dict[str, Any], frozenset[str]]]:
+        return (Params, (self._values, self._secrets))
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -104,9 +108,13 @@ class Params(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"Params({self.redacted()!r})"
 
+    def is_secret(self, name: str) -> bool:
+        """True for a parameter declared secret or whose name looks secret."""
+        return name in self._secrets or is_secret_name(name)
+
     def redacted(self) -> dict[str, Any]:
-        """Return the values with secret-looking ones replaced, for reports."""
+        """Return the values with secret ones replaced, for reports."""
         return {
-            key: "***" if is_secret_name(key) and value else value
+            key: "***" if self.is_secret(key) and value else value
             for key, value in self._values.items()
         }

@@ -31,6 +31,7 @@ from runbook.outcomes import ExitCode
 from runbook.outcomes import UsageError
 from runbook.params import Params
 from runbook.params import resolve_params
+from runbook.redact import Redactor
 from runbook.results import ActionResult
 from runbook.results import ActionStatus
 from runbook.results import CheckResult
@@ -39,6 +40,7 @@ from runbook.results import HypothesisResult
 from runbook.results import Mode
 from runbook.results import RunResult
 from runbook.results import Verification
+from runbook.steps import CommandRecord
 from runbook.steps import Evidence
 from runbook.steps import Step
 from runbook.verdicts import judge
@@ -131,7 +133,8 @@ class Run:
         self.hook = config.hook
         self.runbook = runbook
         self.options = options
-        self.params: Params = resolve_params(runbook.params, options.params)
+        self.params: Params = resolve_params(runbook.params, options.params, runbook.secrets)
+        self.redactor = Redactor.from_params(self.params, runbook.secrets)
         self.fixtures = FixtureManager((*runbook.fixtures, *plugin_fixtures))
         self._validate_fixtures()
         self.checks = self._select(runbook.checks)
@@ -192,10 +195,9 @@ class Run:
             self.warnings.extend(self.fixtures.finish_all())
             self._worker.retire()
         result = self._result(interrupted, crashed=crash is not None)
-        sections = self.hook.runbook_report_sections(result=result)
-        result = dataclasses.replace(
-            result, sections=tuple(section for group in sections for section in group or ())
-        )
+        groups = self.hook.runbook_report_sections(result=result)
+        sections = [(title, self.redactor.text(body)) for g in groups for title, body in g or ()]
+        result = dataclasses.replace(result, sections=tuple(sections))
         self.hook.runbook_run_finished(result=result)
         if crash is not None:
             raise crash
@@ -208,7 +210,7 @@ class Run:
         return backend
 
     def _run_target(self, backend: Backend) -> None:
-        host = Host(backend, policy=self.policy)
+        host = Host(backend, policy=self.policy, on_record=self._on_record)
         self.host_results.append(HostResult(host.name, host.uri, "ok"))
         try:
             for item in self.checks:
@@ -218,6 +220,12 @@ class Run:
         finally:
             self.warnings.extend(self.fixtures.finish("host", host.name))
             host.close()
+
+    def _on_record(self, record: CommandRecord) -> CommandRecord:
+        """Redact a command record as it happens and hand it to the plugins."""
+        record = self.redactor.record(record)
+        self.hook.runbook_command_finished(record=record)
+        return record
 
     def _statuses(self, host: str) -> dict[str, str]:
         return {
@@ -244,6 +252,7 @@ class Run:
             )
         else:
             result = self._call(item, host, tests)
+        result = self.redactor.record(result)
         self.hook.runbook_check_finished(result=result)
         return result
 
@@ -351,6 +360,7 @@ class Run:
             )
         else:
             result = self._execute_action(item, host, mitigates)
+        result = self.redactor.record(result)
         self.hook.runbook_action_finished(result=result)
         return result
 
@@ -365,6 +375,7 @@ class Run:
             if not go:
                 return ActionResult(item.id, host.name, mitigates, "declined", reason, now)
         step = Step(item.id, "action", host.name, read_only=False)
+        self.hook.runbook_action_started(action=item, host=host.name)
         clock = time.perf_counter()
         job = Job(lambda: self._invoke(item, host, step), step)
         timeout = self.options.check_timeout or DEFAULT_CHECK_TIMEOUT
@@ -393,9 +404,7 @@ class Run:
 
     def _verify(self, action: ActionResult, host: Host) -> ActionResult:
         """Re-run the checks of the hypotheses an action mitigates: did it work?"""
-        ruled_in = [
-            h for h in action.mitigates if self._statuses(host.name).get(h) == "ruled_in"
-        ]
+        ruled_in = [h for h in action.mitigates if self._statuses(host.name).get(h) == "ruled_in"]
         checks = [c for c in self.checks if any(h.id in ruled_in for h in c.tests)]
         results = [self._call(c, host, tuple(h.id for h in c.tests)) for c in checks]
         after = [
@@ -445,7 +454,7 @@ class Run:
             report=self.options.report,
             json=self.options.json,
             interrupted=interrupted or crashed,
-            warnings=tuple(self.warnings),
+            warnings=tuple(self.redactor.text(warning) for warning in self.warnings),
         )
 
     def _exit_code(

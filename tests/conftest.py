@@ -62,6 +62,14 @@ class Project:
         return result, json.loads(out.read_text())
 
 
+@pytest.fixture(autouse=True)
+def private_audit_log(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Keep every test's audit records out of the user's real audit log."""
+    path = tmp_path_factory.mktemp("audit") / "audit.jsonl"
+    monkeypatch.setenv("RUNBOOK_AUDIT_LOG", str(path))
+    return path
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     """A fresh project folder that is also the working directory."""

@@ -470,3 +470,26 @@ def test_a_misspelled_hook_in_a_runbook_folder_fails_collection(here):
     )
     with pytest.raises(UsageError, match="runbook_check_finishd"):
         collect(load_config(start=here))
+
+
+def test_secrets_must_name_known_parameters(project):
+    from runbook.collect import collect
+    from runbook.config import load_config
+
+    project.runbook(
+        "declares",
+        '''
+        """Declares."""
+        from runbook import check
+
+        PARAMS = {"webhook": ""}
+        SECRETS = ["webhook", "missing"]
+
+        @check
+        def c(host):
+            pass
+        ''',
+    )
+    collection = collect(load_config())
+    assert "declares" not in collection.runbooks
+    assert any("SECRETS names unknown parameters: ['missing']" in str(e) for e in collection.errors)

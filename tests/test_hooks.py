@@ -88,6 +88,16 @@ PLUGIN = '''
 
 
     @hookimpl
+    def runbook_command_finished(record):
+        log("runbook_command_finished", command=record.command, blocked=record.blocked)
+
+
+    @hookimpl
+    def runbook_action_started(action, host):
+        log("runbook_action_started", action=action.id, host=host)
+
+
+    @hookimpl
     def runbook_action_finished(result):
         log("runbook_action_finished", action=result.action, status=result.status)
 
@@ -121,6 +131,10 @@ RUNBOOK = '''
     def refused_by_plugin(host):
         host.run("uptime")
 
+    @check(tests=h)
+    def finds_it(host):
+        assert False, "found it"
+
     @action(mitigates=h)
     def fix(host):
         pass
@@ -143,8 +157,9 @@ def test_every_hook_is_called_as_documented(project):
     project.write("tools/hooks_plugin.py", PLUGIN)
     project.write("runbook.toml", 'plugins = ["tools/hooks_plugin.py"]\n')
     project.write("more/hooked.py", RUNBOOK)
-    project.write("more/runbookconf.py", SCRATCH.format(path=project.root / "made-by-check"))
-    result, data = project.run_json("hooked", "-H", "echo://web1")
+    made = project.root / "made-by-check"
+    project.write("more/runbookconf.py", SCRATCH.format(path=made))
+    result, data = project.run_json("hooked", "-H", "echo://web1", "--execute", "--yes")
     assert result.exit_code == 1, result.output
     calls = read_log(project)
     names = [call["hook"] for call in calls]
@@ -154,9 +169,9 @@ def test_every_hook_is_called_as_documented(project):
     assert {
         "hook": "runbook_run_started",
         "runbook": "hooked",
-        "checks": ["allowed_by_plugin", "refused_by_plugin"],
+        "checks": ["allowed_by_plugin", "refused_by_plugin", "finds_it"],
     } in calls
-    assert names.count("runbook_check_started") == 2
+    assert names.count("runbook_check_started") == 3
     assert {
         "hook": "runbook_check_finished",
         "check": "allowed_by_plugin",
@@ -167,7 +182,14 @@ def test_every_hook_is_called_as_documented(project):
         "check": "refused_by_plugin",
         "outcome": "blocked",
     } in calls
-    assert {"hook": "runbook_action_finished", "action": "fix", "status": "not_needed"} in calls
+    assert {"hook": "runbook_action_started", "action": "fix", "host": "web1"} in calls
+    assert {"hook": "runbook_action_finished", "action": "fix", "status": "executed"} in calls
+    assert names.index("runbook_action_started") < names.index("runbook_action_finished")
+    commands = [call for call in calls if call["hook"] == "runbook_command_finished"]
+    assert commands[:2] == [
+        {"hook": "runbook_command_finished", "command": f"mkdir -p {made}", "blocked": False},
+        {"hook": "runbook_command_finished", "command": "uptime", "blocked": True},
+    ]
     assert {"hook": "backend_closed", "host": "web1"} in calls
     finished = next(call for call in calls if call["hook"] == "runbook_run_finished")
     assert finished["exit_code"] == 1

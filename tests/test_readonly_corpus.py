@@ -45,7 +45,7 @@ SHELL_ATTEMPTS = [
     "renice -n 19 -p {pid}",
     "systemctl restart cron",
     "sh -c 'rm -f {s}/file'",
-    "bash -c \"touch {s}/new\"",
+    'bash -c "touch {s}/new"',
     "cat $(rm -f {s}/file)",
     "cat `touch {s}/new`",
     "cat <(rm -f {s}/file)",
@@ -243,3 +243,47 @@ def test_every_mutation_attempt_is_blocked_and_nothing_changes(project, tmp_path
     assert os.getcwd() == cwd
     assert data["hypotheses"][0]["status"] == "inconclusive"
     assert result.exit_code == 1
+
+
+def test_commands_from_threads_a_check_starts_are_classified(project, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "file").write_text("keep me")
+    project.runbook(
+        "threaded",
+        f'''
+        """Threaded."""
+        import concurrent.futures
+        import threading
+
+        from runbook import check, hypothesis
+
+        h = hypothesis("h", "H")
+
+        @check(tests=h)
+        def from_a_thread(host):
+            thread = threading.Thread(target=host.run, args=("rm -f {scratch}/file",))
+            thread.start()
+            thread.join()
+
+        @check(tests=h)
+        def from_a_pool(host):
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                pool.submit(host.run, "rm -f {scratch}/file").result()
+
+        @check(tests=h)
+        def caught(host):
+            try:
+                host.run("rm -f {scratch}/file")
+            except Exception:
+                pass
+        ''',
+    )
+    _, data = project.run_json("threaded")
+    assert [c["outcome"] for c in data["checks"]] == ["blocked"] * 3
+    assert (scratch / "file").read_text() == "keep me"
+    assert [c["check"] for c in data["commands"] if c["blocked"]] == [
+        "from_a_thread",
+        "from_a_pool",
+        "caught",
+    ]
