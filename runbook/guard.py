@@ -1,27 +1,43 @@
 """The read-only guard: decide whether a check may run a command.
 
 An essential plugin. It fails closed: a command is allowed only when every
-simple command in it is on the read-only allowlist without a dangerous flag,
-and anything it cannot parse or classify is refused. Shell features that can
-write or hide a command (output redirection, command and process
-substitution, here-documents, newlines) are refused outright.
+simple command in it (those in pipelines, lists, subshells and command
+substitutions, and those behind wrappers such as ``timeout`` or ``sh -c``) is
+on the read-only allowlist without a verb, option or redirection that writes.
+Anything it cannot parse or classify is refused. ``runbook.shell`` parses,
+``runbook.wrappers`` unwraps, and ``runbook.command_rules`` holds the rules of
+commands that only read with some arguments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from runbook.command_rules import FIND_ACTIONS as FIND_ACTIONS
+from runbook.command_rules import RULES
 from runbook.outcomes import ReadOnlyViolation
+from runbook.shell import Redirect
+from runbook.shell import parse
+from runbook.shellwords import Refused as Refused
+from runbook.shellwords import Word
+from runbook.verb_rules import DOCKER_VERBS as DOCKER_VERBS
+from runbook.verb_rules import KUBECTL_VERBS as KUBECTL_VERBS
+from runbook.verb_rules import SYSTEMCTL_VERBS as SYSTEMCTL_VERBS
+from runbook.wrappers import SHELLS
+from runbook.wrappers import WRAPPERS
+from runbook.wrappers import unwrap
 
 if TYPE_CHECKING:
     from runbook.config import Config
     from runbook.hosts import CommandPolicy
     from runbook.steps import Step
 
-#: Commands that only read. Verb- and flag-sensitive commands are checked further below.
+#: Commands that only read. Verb- and flag-sensitive ones have a rule in command_rules.
 READ_ONLY_COMMANDS = frozenset(
     """
     awk basename cat cut date df dig du echo egrep env expr false fgrep file find free
@@ -33,49 +49,29 @@ READ_ONLY_COMMANDS = frozenset(
     numfmt comm diff
     """.split()
 )
-
-#: Wrappers whose real command follows their own options.
-WRAPPERS = frozenset({"env", "nice", "ionice", "timeout", "stdbuf", "xargs"})
-
-SYSTEMCTL_VERBS = frozenset(
-    {
-        "status",
-        "show",
-        "is-active",
-        "is-enabled",
-        "is-failed",
-        "cat",
-        "list-units",
-        "list-unit-files",
-        "list-timers",
-        "list-sockets",
-        "list-dependencies",
-        "list-jobs",
-    }
+#: A command named by its path is judged by its name only when it lives here.
+SYSTEM_DIRECTORIES = frozenset(
+    {"/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"}
 )
-KUBECTL_VERBS = frozenset({"get", "describe", "logs", "top", "explain", "version"})
-DOCKER_VERBS = frozenset({"ps", "logs", "inspect", "stats", "top", "version", "info", "images"})
-FIND_ACTIONS = (
-    "-delete",
-    "-exec",
-    "-execdir",
-    "-ok",
-    "-okdir",
-    "-fprint",
-    "-fprint0",
-    "-fls",
-    "-fprintf",
+#: Variables a command may be given (``NAME=value cmd``): others, such as PATH, LD_PRELOAD
+#: or PAGER, can make an allowed command run something else.
+SAFE_VARIABLES = re.compile(
+    r"LANG|LANGUAGE|LC_[A-Z]+|TZ|COLUMNS|LINES|TERM|NO_COLOR|TIME_STYLE|POSIXLY_CORRECT"
 )
-SAFE_REDIRECT_TARGETS = frozenset({"/dev/null", "&1", "&2"})
+SAFE_REDIRECT_TARGETS = frozenset({"/dev/null"})
+#: How deep wrappers and ``sh -c`` may nest (``timeout 5 nice env sh -c '...'`` is 4).
+MAX_NESTING = 8
 
-_OPERATORS = {"|", "||", "&&", ";", "&"}
 _HINT = (
     "if this is really read-only, allow it with @check(allow_commands=[...]) or [read_only] allow"
 )
 
 
-class Refused(Exception):
-    """Internal: why a command was refused."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Context:
+    extensions: tuple[tuple[str, ...], ...]
+    depth: int = 0
+    appended: bool = False  #: under xargs, which adds arguments the guard cannot see
 
 
 def make_policy(config: Config, mode: str) -> CommandPolicy:
@@ -100,202 +96,147 @@ def make_policy(config: Config, mode: str) -> CommandPolicy:
 
 
 def check_command(command: str, argv: list[str] | None, allowed: Sequence[str] = ()) -> None:
-    """Raise ``Refused`` unless ``command`` (or ``argv``) is read-only."""
-    extra = [shlex.split(entry) for entry in allowed]
+    """Raise ``Refused`` unless ``command`` (or ``argv``, run without a shell) is read-only.
+
+    ``allowed`` are allowlist extensions: each allows a simple command whose first
+    words are the entry's words.
+    """
+    context = _Context(tuple(tuple(shlex.split(entry)) for entry in allowed))
     if argv is not None:
-        _check_simple(argv, extra)
-        return
-    for simple in split_commands(command):
-        _check_simple(simple, extra)
+        _check_simple([Word(arg) for arg in argv], (), context)
+    else:
+        _check_script(command, context)
 
 
 def split_commands(command: str) -> list[list[str]]:
-    """Split a shell string into simple commands; raise ``Refused`` on risky syntax."""
-    for marker, what in (
-        ("\n", "embedded newline"),
-        ("`", "backtick command substitution"),
-        ("$(", "command substitution"),
-        ("<(", "process substitution"),
-        (">(", "process substitution"),
-        ("<<", "here-document"),
-    ):
-        if marker in command:
-            raise Refused(f"{what} is not allowed in read-only mode")
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|<>()")
-    lexer.whitespace_split = True
-    try:
-        tokens = list(lexer)
-    except ValueError as exc:
-        raise Refused(f"cannot parse command: {exc}") from None
-    commands: list[list[str]] = [[]]
-    tokens_iter = iter(tokens)
-    for token in tokens_iter:
-        if token in _OPERATORS:
-            commands.append([])
-        elif token in ("(", ")"):
-            raise Refused("subshells are not allowed in read-only mode")
-        elif set(token) <= set("<>&") or token.endswith((">", "<")):
-            _check_redirect(commands[-1], token, next(tokens_iter, ""))
-        else:
-            commands[-1].append(token)
-    return [simple for simple in commands if simple]
+    """Return the words of each simple command in a shell string (redirections left out)."""
+    return [[word.text for word in simple.words] for simple in parse(command) if simple.words]
 
 
-def _check_redirect(current: list[str], operator: str, target: str) -> None:
-    # `2>/dev/null` lexes as ["2", ">", "/dev/null"]: the fd number sticks to the command.
-    if current and current[-1].isdigit():
-        current.pop()
-    if operator in ("<",):
-        return  # reading a file is fine
-    if operator in (">", ">>", ">&", "&>") and target in SAFE_REDIRECT_TARGETS:
+def _check_script(command: str, context: _Context) -> None:
+    for simple in parse(command):
+        for redirect in simple.redirects:
+            _check_redirect(redirect)
+        if simple.words:
+            _check_simple(simple.words, simple.assignments, context)
+        elif simple.assignments:
+            name, value = simple.assignments[0]
+            raise Refused(
+                f"the assignment {name}={value.text} sets a shell variable that later words "
+                "could expand; pass the value itself"
+            )
+
+
+def _check_redirect(redirect: Redirect) -> None:
+    operator, target = redirect.operator, redirect.target
+    if operator in ("<", "<<<"):
+        return  # reading; substitutions in the target were judged on their own
+    if isinstance(target, Word):
+        if target.is_literal and target.text in SAFE_REDIRECT_TARGETS and operator != "<>":
+            return
+        raise Refused(f"output redirection {operator!r} to {target.text!r} writes to a file")
+    # Duplicating or closing standard output and error (2>&1, >&2, 2>&-) writes nothing.
+    if operator == ">&" and redirect.fd in (None, 1, 2) and target in (None, 1, 2):
         return
-    raise Refused(f"output redirection {operator!r} to {target!r} writes to a file")
+    raise Refused(f"the redirection {operator!r} of descriptor {redirect.fd} is not allowed")
 
 
-def _check_simple(words: list[str], extra: list[list[str]]) -> None:
-    words = _strip_assignments(words)
-    if not words:
+def _check_simple(
+    words: Sequence[Word], env: Sequence[tuple[str, Word]], context: _Context
+) -> None:
+    if any(char in word.text for word in words for char in "\n\r\0"):
+        raise Refused("an embedded newline is not allowed in read-only mode")
+    head = words[0]
+    if not head.is_literal:
+        raise Refused(f"the command name {head.text!r} is only known after {head.expansion}")
+    name = os.path.basename(head.text)
+    extended = _extension_length(words, context.extensions)
+    if name in WRAPPERS or name in SHELLS:
+        _check_wrapper(name, words, env, extended, context)
         return
-    if any(words[: len(entry)] == entry for entry in extra if entry):
+    if extended:
         return
-    name = os.path.basename(words[0])
+    _check_name(head.text, name)
+    _check_env(env)
+    _check_options(name, words)
     if name not in READ_ONLY_COMMANDS:
         raise Refused(f"{name!r} is not on the read-only allowlist")
-    if name in WRAPPERS:
-        inner = _unwrap(name, words[1:])
-        if inner:
-            _check_simple(inner, extra)
+    rule = RULES.get(name)
+    if rule is None:
         return
-    rule = _RULES.get(name)
-    if rule is not None:
-        rule(words)
-
-
-def _strip_assignments(words: list[str]) -> list[str]:
-    index = 0
-    while index < len(words) and "=" in words[index] and words[index].split("=")[0].isidentifier():
-        index += 1
-    return words[index:]
-
-
-def _unwrap(name: str, args: list[str]) -> list[str]:
-    """Return the command a wrapper runs, skipping the wrapper's own options."""
-    index = 0
-    while index < len(args) and args[index].startswith("-"):
-        option = args[index]
-        index += 1
-        takes_value = {
-            "nice": ("-n",),
-            "ionice": ("-c", "-n"),
-            "timeout": ("-s", "-k"),
-            "xargs": ("-n", "-P", "-I", "-d", "-L", "-s", "-E"),
-            "env": ("-u",),
-            "stdbuf": (),
-        }.get(name, ())
-        if option in takes_value:
-            index += 1
-    rest = args[index:]
-    if name == "timeout" and rest:
-        rest = rest[1:]  # the duration
-    if name == "env":
-        rest = _strip_assignments(rest)
-    if name == "nice" and rest and rest[0].lstrip("-").isdigit():
-        rest = rest[1:]
-    return rest
-
-
-def _first_verb(words: list[str]) -> str:
-    return next((word for word in words[1:] if not word.startswith("-")), "")
-
-
-def _systemctl(words: list[str]) -> None:
-    verb = _first_verb(words)
-    if verb not in SYSTEMCTL_VERBS:
-        raise Refused(
-            f"systemctl {verb or '(no verb)'} changes state; only status/show/list-* read"
-        )
-
-
-def _kubectl(words: list[str]) -> None:
-    verb = _first_verb(words)
-    if verb not in KUBECTL_VERBS:
-        raise Refused(f"kubectl {verb or '(no verb)'} is not read-only")
-
-
-def _docker(words: list[str]) -> None:
-    verb = _first_verb(words)
-    if verb not in DOCKER_VERBS:
-        raise Refused(f"docker {verb or '(no verb)'} is not read-only")
-
-
-def _sed(words: list[str]) -> None:
+    if context.appended:
+        raise Refused(f"xargs adds arguments to {name} that the guard cannot see")
     for word in words[1:]:
-        if (
-            word.startswith("-i")
-            or word.startswith("--in-place")
-            or (word.startswith("-") and not word.startswith("--") and "i" in word[1:])
-        ):
-            raise Refused("sed -i edits files in place")
-    script = " ".join(w for w in words[1:] if not w.startswith("-"))
-    if any(f"{c} " in script or script.endswith(c) for c in ("w", "W", "e")):
-        raise Refused("sed script may write files or run commands (w/W/e)")
+        if not word.is_path:
+            raise Refused(f"the {name} argument {word.text!r} is only known after {word.expansion}")
+    rule(words[1:])
 
 
-def _find(words: list[str]) -> None:
+def _check_wrapper(
+    name: str,
+    words: Sequence[Word],
+    env: Sequence[tuple[str, Word]],
+    extended: int,
+    context: _Context,
+) -> None:
+    """Judge the command a wrapper runs; an extension may allow the wrapper itself."""
+    if context.depth >= MAX_NESTING:
+        raise Refused("wrappers and shells nested this deep cannot be checked")
+    context = dataclasses.replace(context, depth=context.depth + 1)
+    wrapped = unwrap(name, words[1:])
+    start = 1 + wrapped.start
+    if extended > start:
+        return  # the extension names the wrapped command too
+    if not extended:
+        _check_name(words[0].text, name)
+        _check_env(env)
+        _check_options(name, words[:start])
+    if wrapped.script is not None:
+        _check_script(wrapped.script.text, context)
+    elif start < len(words):
+        appended = context.appended or wrapped.appends
+        _check_simple(words[start:], wrapped.env, dataclasses.replace(context, appended=appended))
+    elif context.appended and name != "xargs":
+        raise Refused(f"xargs adds the command that {name} runs, which the guard cannot see")
+    if not extended and name not in READ_ONLY_COMMANDS:
+        why = "checks never run a command as another user"
+        if name in SHELLS:
+            why = "a nested shell is refused even when its script only reads; run it directly"
+        raise Refused(f"{name!r} is not on the read-only allowlist: {why}")
+
+
+def _check_name(text: str, name: str) -> None:
+    if "/" in text and os.path.dirname(text) not in SYSTEM_DIRECTORIES:
+        directories = ", ".join(sorted(SYSTEM_DIRECTORIES))
+        raise Refused(f"{text!r} runs a program by its path; only those in {directories} are known")
+
+
+def _check_env(env: Sequence[tuple[str, Word]]) -> None:
+    for name, _ in env:
+        if not SAFE_VARIABLES.fullmatch(name):
+            raise Refused(
+                f"setting {name} can change what a command runs; only locale, time zone and "
+                "terminal variables (LANG, LC_*, TZ, COLUMNS, TERM) may be set"
+            )
+
+
+def _check_options(name: str, words: Sequence[Word]) -> None:
+    for word in words[1:]:
+        if word.may_be_option:
+            raise Refused(
+                f"{word.text!r} ({word.expansion}) could expand to an option of {name} or to "
+                "several words; pass a literal value, or quote it after a literal directory"
+            )
+
+
+def _extension_length(words: Sequence[Word], extensions: Sequence[tuple[str, ...]]) -> int:
+    """Return the length of the longest extension that ``words`` start with (0 for none)."""
+    texts: list[str] = []
     for word in words:
-        if word in FIND_ACTIONS:
-            raise Refused(f"find {word} changes files or runs commands")
-
-
-def _awk(words: list[str]) -> None:
-    program = " ".join(words[1:])
-    for marker in ("system", ">", "|", "fflush"):
-        if marker in program:
-            raise Refused(f"awk program uses {marker!r}, which can write or run commands")
-
-
-def _sysctl(words: list[str]) -> None:
-    if any(word in ("-w", "--write", "-p", "--load") or "=" in word for word in words[1:]):
-        raise Refused("sysctl with -w/-p or KEY=VALUE changes kernel settings")
-
-
-def _date(words: list[str]) -> None:
-    if any(word in ("-s", "--set") or word.startswith("--set=") for word in words[1:]):
-        raise Refused("date -s sets the clock")
-
-
-def _hostname(words: list[str]) -> None:
-    if any(not word.startswith("-") for word in words[1:]):
-        raise Refused("hostname NAME sets the host name")
-
-
-def _ip(words: list[str]) -> None:
-    if any(word in ("add", "del", "delete", "set", "change", "replace", "flush") for word in words):
-        raise Refused("ip with add/del/set/flush changes the network configuration")
-
-
-def _dmesg(words: list[str]) -> None:
-    if any(word in ("-c", "-C", "--clear", "--read-clear") for word in words):
-        raise Refused("dmesg -c clears the kernel log")
-
-
-def _journalctl(words: list[str]) -> None:
-    writes = ("--vacuum", "--rotate", "--flush", "--sync", "--relinquish-var", "--setup-keys")
-    if any(word.startswith(writes) for word in words[1:]):
-        raise Refused("journalctl --vacuum/--rotate/--flush changes the journal")
-
-
-_RULES = {
-    "journalctl": _journalctl,
-    "systemctl": _systemctl,
-    "kubectl": _kubectl,
-    "docker": _docker,
-    "sed": _sed,
-    "find": _find,
-    "awk": _awk,
-    "sysctl": _sysctl,
-    "date": _date,
-    "hostname": _hostname,
-    "ip": _ip,
-    "dmesg": _dmesg,
-}
+        if not word.is_literal:
+            break
+        texts.append(word.text)
+    return max(
+        (len(entry) for entry in extensions if entry and tuple(texts[: len(entry)]) == entry),
+        default=0,
+    )

@@ -110,6 +110,53 @@ ALLOWED = [
     "sed -n '/slow request/p' /var/log/app.log",
     # Global flags before the verb.
     "kubectl -n kube-system get pods",
+    "kubectl --context=prod get pods -o json",
+    "docker -H unix:///run/docker.sock ps",
+    "systemctl -p ActiveState show nginx",
+    "systemctl is-system-running",
+    # Commands the built-in system plugin sends, globs and interpolated arguments included.
+    "head -n 1 /proc/stat; sleep '0.200'; head -n 1 /proc/stat",
+    "cat /proc/stat /proc/[0-9]*/stat",
+    "df -P -k '/srv/a b; rm -rf /'",
+    # Expansions that cannot turn into an option, and substitutions that only read.
+    "grep -c ERROR /var/log/*.log",
+    "ls -la ~/",
+    'echo "pid file: $HOME/app.pid"',
+    'cat "/proc/$(pidof nginx)/status"',
+    "grep -c $'ERROR' /var/log/app.log",
+    # Subshells, groups, negation and harmless descriptor juggling.
+    "(uptime; free -m) | head",
+    "{ uptime; df -h; } 2>&1",
+    "! grep -q ERROR /var/log/app.log",
+    "ls /nonexistent 2>&-",
+    "[ -f /run/app.pid ] && echo running",
+    # Verbs, scripts and operands that only read.
+    "ip -br a",
+    "ip -4 route list",
+    "ip route get 1.1.1.1",
+    "ss -lntp",
+    "sed -n '$p' /var/log/app.log",
+    "sed -E 's/(a|b)/x/2' /tmp/list",
+    "sed -n '/begin/,/end/{p}' /var/log/app.log",
+    "sed ':a;N;$!ba;s/\\n/ /g' /tmp/list",
+    "sed 's/[[:space:]]*$//' /tmp/list",
+    "awk -F, '$3 ~ /err|warn/ { n++ } END { print n }' /tmp/list",
+    "awk '{ printf \"%s %d\\n\", $1, $2 }' /tmp/list",
+    "awk '{ print ($3 > 50) }' /tmp/list",
+    "awk 'BEGIN { while ((getline line < \"/etc/passwd\") > 0) n++; print n }'",
+    "date -d '1 hour ago' +%FT%T",
+    "sysctl -n net.core.somaxconn",
+    "dmesg -T --level=err,warn",
+    "uniq -c /tmp/in.txt",
+    "sort -k2,2n -t: /etc/passwd",
+    "sar -u 1 1",
+    "ionice -p 1234",
+    "ionice -c3 du -sh /var",
+    "timeout -k 5 10 cat /proc/meminfo",
+    "stdbuf -oL tail -n 5 /var/log/syslog",
+    "xargs -I{} cat {} < /tmp/list",
+    "LC_ALL=C TZ=UTC date",
+    "/usr/bin/uptime",
 ]
 
 #: Commands that change something (or could run anything): every one must be refused.
@@ -228,6 +275,79 @@ REFUSED = [
     "sysctl --system",
     "sysctl -p/etc/sysctl.conf",
     "dmesg -n 1",
+    # git's -c sets any configuration, including a pager or hook that runs a command.
+    "git -c core.pager='rm -rf /tmp/x' log",
+    # Expansions where a word's value decides what runs.
+    "echo $HOME",
+    'find /tmp "$D"',
+    "$(echo rm) -rf /tmp/x",
+    "cat ${HOME:-/}",
+    "echo ${x=1}",
+    "ls {-delete,x}",
+    "find /tmp *",
+    "find /tmp $'\\x2ddelete'",
+    'sed -n $"w /tmp/out" /etc/hosts',
+    "echo ${a[$(id)]}",
+    "[ -v 'a[$(id)]' ]",
+    "echo $((1 + 1))",
+    "((x = 1))",
+    'cat "/proc/$(rm -rf /tmp/x)/status"',
+    # Variables that change what an allowed command runs.
+    "PATH=/tmp ls",
+    "LD_PRELOAD=/tmp/x.so ps aux",
+    "env PAGER=/tmp/x systemctl status nginx",
+    # Programs run by path from anywhere but the system directories.
+    "./cat /etc/hosts",
+    "/tmp/bin/ls",
+    # Shell syntax that is not supported: refused, not guessed.
+    "if true; then rm /tmp/x; fi",
+    "for f in /tmp/x; do rm $f; done",
+    "f() { rm /tmp/x; }; f",
+    "ls # comment",
+    "ls;#x",
+    "ls <> /tmp/out",
+    "ls 3>/tmp/out",
+    "(ls) > /tmp/out",
+    "{ ls; } > /tmp/out",
+    "> /tmp/out",
+    'cat <<< "$(rm -rf /tmp/x)"',
+    # sed and awk scripts, options and flags that write or run.
+    "sed 's/a/b/w /tmp/out' /etc/hosts",
+    "sed 's/a/b/e' /etc/hosts",
+    "sed -n '1e id' /etc/hosts",
+    "sed --in-pl 's/a/b/' /etc/hosts",
+    "sed 's/a/b/' -i /etc/hosts",
+    "sed -f /tmp/script /etc/hosts",
+    "awk -f /tmp/prog /etc/hosts",
+    'awk \'{ printf("%s", $1) > "/tmp/out" }\' /etc/hosts',
+    "awk '{ \"date\" | getline d }' /etc/hosts",
+    "awk '@load \"rwarray\"; BEGIN { }'",
+    # GNU sed and gawk read a / inside [...] as part of the regex, others end it there:
+    # a script those readings split differently could hide a w command from the guard.
+    "sed -n 's/[/]/;p/w /tmp/out' /etc/hosts",
+    "awk '/[^]/]/; system(\"id\"); /x/' /etc/hosts",
+    "sed 'b end w /tmp/out' /etc/hosts",
+    "awk --profile=/tmp/prof '{ }' /etc/hosts",
+    # Abbreviated long options are what getopt takes them for.
+    "journalctl --rot",
+    "sort --out /tmp/out /etc/hosts",
+    "date --se=now",
+    "sysctl --sys",
+    # Wrappers: options that run commands, and commands xargs completes.
+    "env -iS'rm -rf /tmp/x'",
+    "xargs sed -n p",
+    "xargs timeout 5",
+    "sudo -u root ls",
+    'sh -c "$X"',
+    "bash -lc ls",
+    "pidstat -e rm /tmp/x",
+    "ip -batch /tmp/commands",
+    "ip vrf exec blue rm /tmp/x",
+    "kubectl --log-file=/tmp/log get pods",
+    "kubectl --mystery get pods",
+    "systemctl --mystery status restart nginx",
+    "docker container rm web",
+    "hostname -F /etc/hostname",
 ]
 
 
@@ -262,6 +382,22 @@ def test_corpus_is_large_and_has_no_contradictions():
         ("kubectl delete pod x", "kubectl delete"),
         ("sudo ls", "'sudo' is not on the read-only allowlist"),
         ("timeout 5 rm x", "'rm' is not on the read-only allowlist"),
+        ("D=-delete; find /tmp $D", "sets a shell variable"),
+        ("find /tmp $X", "could expand to an option"),
+        ("find /tmp $'-delete'", "find -delete"),
+        ("cat /etc/hosts >| /tmp/out", "'>|' to '/tmp/out'"),
+        ("env -S'rm -rf /tmp/x'", "env -S"),
+        ("sort -o /etc/passwd f", "sort -o"),
+        ("uniq in.txt out.txt", "uniq INPUT OUTPUT"),
+        ("date 123112002030", "sets the clock"),
+        ("ip l s eth0 down", "ip l s is not read-only"),
+        ("ionice -c3 -p1234", "other processes"),
+        ("sh -c 'rm -rf /tmp/x'", "'rm' is not on the read-only allowlist"),
+        ("bash -c 'ls'", "nested shell"),
+        ("PATH=/tmp ls", "setting PATH"),
+        ("ls # x", "comments"),
+        ("awk '$1 > 5 { print > \"out\" }' f", "print > FILE"),
+        ("sed -n '/slow/w out' f", "sed w writes"),
     ],
 )
 def test_refusal_says_what_was_refused(command, reason):
@@ -282,6 +418,10 @@ def test_refusal_says_what_was_refused(command, reason):
         ("ls -la /tmp 2>/dev/null | head", [["ls", "-la", "/tmp"], ["head"]]),
         ("grep x < in.txt", [["grep", "x"]]),
         ("", []),
+        ("find /tmp $'-delete'", [["find", "/tmp", "-delete"]]),
+        ("cat $(ls) | wc -l", [["ls"], ["cat", "$(ls)"], ["wc", "-l"]]),
+        ("(ps aux; uptime) | head", [["ps", "aux"], ["uptime"], ["head"]]),
+        ("echo a\\ b 'c d'\"e\"", [["echo", "a b", "c de"]]),
     ],
 )
 def test_split_commands(command, expected):
@@ -346,6 +486,41 @@ def test_extension_allows_a_command_prefix(extra, command):
 def test_extension_allows_nothing_beyond_its_prefix(extra, command):
     with pytest.raises(Refused):
         check_command(command, None, extra)
+
+
+@pytest.mark.parametrize(
+    ("extra", "command"),
+    [
+        (["sudo"], "sudo systemctl status nginx"),
+        (["sudo systemctl restart"], "sudo systemctl restart nginx"),
+        (["bash -c"], "bash -c 'ps aux | head'"),
+        (["psql"], "PGHOST=db psql -c 'select 1'"),
+    ],
+)
+def test_extension_of_a_wrapper_still_judges_what_it_runs(extra, command):
+    with pytest.raises(Refused):
+        check_command(command, None)
+    check_command(command, None, extra)
+
+
+@pytest.mark.parametrize(
+    ("extra", "command"),
+    [
+        (["sudo"], "sudo rm -rf /tmp/x"),
+        (["sudo"], "sudo -i"),
+        (["bash -c"], "bash -c 'rm -rf /tmp/x'"),
+        (["bash -c"], "bash -c 'ls; sh -c \"rm /tmp/x\"'"),
+    ],
+)
+def test_extension_of_a_wrapper_allows_nothing_it_runs(extra, command):
+    with pytest.raises(Refused):
+        check_command(command, None, extra)
+
+
+def test_wrappers_cannot_nest_without_end():
+    check_command("timeout 5 nice -n 10 stdbuf -oL env LC_ALL=C du -sh /var", None)
+    with pytest.raises(Refused, match="nested"):
+        check_command("nice " * 20 + "ls", None)
 
 
 def test_extension_applies_to_argv_commands():
