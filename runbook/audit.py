@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from runbook.config import Config
     from runbook.model import ActionItem
     from runbook.results import ActionResult
+    from runbook.results import HostResult
     from runbook.results import RunResult
     from runbook.runner import Run
     from runbook.steps import CommandRecord
@@ -252,7 +253,7 @@ class AuditPlugin:
             "incident": run.info.incident,
         }
         try:
-            self._append("run_started", hosts=list(run.options.hosts))
+            self._append("run_started", hosts=run.host_names)
         except (OSError, AuditLogError) as exc:
             raise UsageError(
                 f"cannot write the audit log {self.log.path}: {exc} (set audit_log in "
@@ -289,6 +290,13 @@ class AuditPlugin:
             message=result.message,
             duration_s=round(result.duration_s, 4),
             verification=result.verification,
+        )
+
+    @hookimpl
+    def runbook_host_finished(self, result: HostResult) -> None:
+        """One record per target: reached or not, and why."""
+        self._append(
+            "host", host=result.name, uri=result.uri, status=result.status, error=result.error
         )
 
     @hookimpl

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from runbook.model import ActionItem
     from runbook.model import Runbook
     from runbook.results import HypothesisResult
+    from runbook.targets import Target
 
 SEVERITIES = ("P0", "P1", "P2", "P3", "P4")
 
@@ -124,8 +125,16 @@ def _lookup(collection: Collection, name: str) -> Runbook:
     raise UsageError(f"unknown runbook {name!r}.{hint} (`runbook list` shows them all)")
 
 
-def _split_hosts(values: Sequence[str]) -> tuple[str, ...]:
-    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+def _targets(config: Config, hosts: Sequence[str], inventory: str | None) -> tuple[Target, ...]:
+    """Resolve ``-H`` values (or the configured hosts) against the inventory, if any."""
+    from runbook.inventory import load_inventory
+    from runbook.targets import parse_targets
+
+    configured = config.values.get("inventory")
+    path = Path(inventory) if inventory else config.path(configured) if configured else None
+    loaded = load_inventory(path) if path is not None else None
+    values = list(hosts) or list(config.values.get("hosts", [])) or ["local"]
+    return tuple(parse_targets(values, loaded))
 
 
 def _timestamp() -> str:
@@ -170,7 +179,6 @@ def _confirmer(yes: bool) -> Any:
 
 
 UNAVAILABLE = {
-    "inventory": "--inventory",
     "record": "--record",
     "replay": "--replay",
     "junit_xml": "--junit-xml",
@@ -187,7 +195,22 @@ UNAVAILABLE = {
     metavar="HOST",
     help="Target: local (default), [user@]host[:port] or ssh://...; repeatable, comma lists.",
 )
-@click.option("--inventory", type=click.Path(), help="Inventory file of hosts and groups.")
+@click.option(
+    "-i",
+    "--inventory",
+    type=click.Path(dir_okay=False),
+    help="Inventory of hosts and groups (Ansible-style INI or YAML); -H takes their names.",
+)
+@click.option(
+    "--known-hosts",
+    type=click.Path(dir_okay=False),
+    help="known_hosts file for SSH host keys (default ~/.ssh/known_hosts).",
+)
+@click.option(
+    "--accept-new-host-keys",
+    is_flag=True,
+    help="Trust and record the key of a host never seen before (a changed key is refused).",
+)
 @click.option(
     "--param",
     "params",
@@ -209,7 +232,12 @@ UNAVAILABLE = {
 @click.option("--report", metavar="PATH|-", help="Markdown report path ('-' for stdout).")
 @click.option("--json", "json_path", metavar="PATH|-", help="JSON result path ('-' for stdout).")
 @click.option("--junit-xml", type=click.Path(), help="Write JUnit XML (a case per check and host).")
-@click.option("--forks", type=click.IntRange(1), default=None, help="Hosts to run in parallel.")
+@click.option(
+    "--forks",
+    type=click.IntRange(1),
+    default=None,
+    help="Targets to run at once (default 16).",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(0, min_open=True),
@@ -231,6 +259,9 @@ def run(
     report: str | None,
     json_path: str | None,
     forks: int | None,
+    inventory: str | None,
+    known_hosts: str | None,
+    accept_new_host_keys: bool,
     timeout: float | None,
     incident: str | None,
     severity: str | None,
@@ -256,10 +287,14 @@ def run(
 
     overrides = parse_assignments(list(params))
     stdout_is_data = "-" in (report, json_path)
-    config, collection = _setup(verbosity=verbose - quiet, stdout_is_data=stdout_is_data)
+    config, collection = _setup(
+        verbosity=verbose - quiet,
+        stdout_is_data=stdout_is_data,
+        known_hosts=known_hosts,
+        accept_new_host_keys=accept_new_host_keys or None,
+    )
     runbooks = [_lookup(collection, name) for name in dict.fromkeys(names)]
-    targets = _split_hosts(hosts) or _split_hosts(config.values.get("hosts", [])) or ("local",)
-    targets = tuple(dict.fromkeys(targets))  # a target named twice runs once
+    targets = _targets(config, hosts, inventory)
     if dry_run:
         return _dry_run(config, collection, runbooks, targets, overrides, keyword)
     settings = {
@@ -268,6 +303,7 @@ def run(
         "execute": execute,
         "yes": yes,
         "timeout": timeout,
+        "forks": forks,
         "incident": incident,
         "severity": severity,
     }
@@ -278,7 +314,7 @@ def _run_all(
     config: Config,
     collection: Collection,
     runbooks: list[Runbook],
-    targets: tuple[str, ...],
+    targets: tuple[Target, ...],
     overrides: dict[str, str],
     keyword: str | None,
     cli_options: dict[str, Any],
@@ -293,7 +329,8 @@ def _run_all(
             config, runbook.name, cli_options["report"], cli_options["json_path"], stamp
         )
         options = RunOptions(
-            hosts=targets,
+            targets=targets,
+            forks=cli_options["forks"] or config.values.get("forks"),
             params=overrides,
             keyword=keyword,
             execute=cli_options["execute"],
@@ -324,7 +361,7 @@ def _dry_run(
     config: Config,
     collection: Collection,
     runbooks: list[Runbook],
-    targets: tuple[str, ...],
+    targets: tuple[Target, ...],
     overrides: dict[str, str],
     keyword: str | None,
 ) -> int:
@@ -337,7 +374,7 @@ def _dry_run(
         run = Run(
             config,
             runbook,
-            RunOptions(hosts=targets, params=overrides, keyword=keyword),
+            RunOptions(targets=targets, params=overrides, keyword=keyword),
             collection.plugin_fixtures,
         )
         actions = ", ".join(a.id for a in runbook.actions) or "none"

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from runbook.model import CheckItem
     from runbook.results import ActionResult
     from runbook.results import CheckResult
+    from runbook.results import HostResult
     from runbook.results import RunResult
     from runbook.runner import Run
     from runbook.steps import CommandRecord
@@ -115,6 +116,16 @@ def runbook_action_started(action: ActionItem, host: str) -> None:
 @hookspec
 def runbook_action_finished(result: ActionResult) -> None:
     """Called with the result of every action on every host (planned ones too)."""
+
+
+@hookspec
+def runbook_host_finished(result: HostResult) -> None:
+    """Called when a target is done: all its checks and actions ran, or it was unreachable.
+
+    ``result.status`` is ``ok``, ``unreachable``, ``auth_failed``,
+    ``host_key_rejected`` or ``error`` (with ``result.error`` saying why).
+    Targets run in parallel, so this is called from their threads.
+    """
 
 
 @hookspec

@@ -68,6 +68,10 @@ class Backend(Protocol):
         """
         ...
 
+    def connect(self) -> None:
+        """Reach the target before the first check; raise ``HostUnavailable`` if it cannot."""
+        ...
+
     def close(self) -> None:
         """Release connections and processes."""
         ...

@@ -61,6 +61,9 @@ class LocalBackend:
             process.returncode,
         )
 
+    def connect(self) -> None:
+        """Nothing to reach: the local machine is always there."""
+
     def close(self) -> None:
         """Nothing to release for the local machine."""
 

@@ -68,6 +68,19 @@ class ReadOnlyViolation(Exception):
         super().__init__(message)
 
 
+class HostUnavailable(Exception):
+    """A target cannot be used: unreachable, failed auth, rejected host key, ...
+
+    ``status`` is the host status the result records (``unreachable``,
+    ``auth_failed``, ``host_key_rejected`` or ``error``).
+    """
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class CommandTimeout(Exception):
     """A command outlived its timeout and was killed."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import TextIO
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from runbook.config import Config
     from runbook.results import ActionResult
     from runbook.results import CheckResult
+    from runbook.results import HostResult
     from runbook.results import RunResult
     from runbook.runner import Run
 
@@ -54,32 +56,40 @@ class TerminalReporter:
         self.colour = use_colour(self.stream)
         self._total = 0
         self._done = 0
+        self._hosts_total = 0
+        self._hosts_done = 0
+        self._lock = threading.Lock()  # targets run in parallel: one line at a time
 
     def write(self, text: str = "", **style: Any) -> None:
-        """Write one line, styled when colour is on."""
+        """Write one line (or several, together), styled when colour is on."""
         if style and self.colour:
             text = click.style(text, **style)
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     @hookimpl
     def runbook_run_started(self, run: Run) -> None:
         """Announce what is about to run."""
-        self._total = len(run.checks) * len(run.options.hosts)
+        hosts = run.host_names
+        self._total = len(run.checks) * len(hosts)
         self._done = 0
+        self._hosts_total, self._hosts_done = len(hosts), 0
         if self.verbosity < 0:
             return
-        hosts = ", ".join(run.options.hosts)
+        shown = ", ".join(hosts) if len(hosts) <= 5 else f"{len(hosts)} hosts"
         noun = "check" if len(run.checks) == 1 else "checks"
         self.write(f"runbook {run.runbook.name}: {run.runbook.title}", bold=True)
         self.write(
-            f"{run.mode} · {len(run.checks)} {noun} on {hosts} · operator {run.info.operator}"
+            f"{run.mode} · {len(run.checks)} {noun} on {shown} · operator {run.info.operator}"
         )
 
     @hookimpl
     def runbook_check_finished(self, result: CheckResult) -> None:
         """Print one line per check: progress, outcome, name, hypotheses, message."""
-        self._done += 1
+        with self._lock:
+            self._done += 1
+            done = self._done
         if self.verbosity < 0:
             return
         outcome = result.outcome.upper().ljust(7)
@@ -88,15 +98,26 @@ class TerminalReporter:
         tests = ", ".join(result.tests) or "symptom"
         width = len(str(self._total))
         line = (
-            f"[{self._done:>{width}}/{self._total}] {outcome} {result.check} [{tests}]"
+            f"[{done:>{width}}/{self._total}] {outcome} {result.check} [{tests}]"
             f" {result.host} {result.duration_s:.2f}s"
         )
         if result.message and (result.outcome != "passed" or self.verbosity > 0):
             line += f"\n      {result.message}"
         if result.traceback and self.verbosity > 0:
             line += "\n" + "\n".join("      " + row for row in result.traceback.splitlines())
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        self.write(line)
+
+    @hookimpl
+    def runbook_host_finished(self, result: HostResult) -> None:
+        """Say when a target could not be used, and how many targets are done."""
+        with self._lock:
+            self._hosts_done += 1
+            done = self._hosts_done
+        if result.status != "ok":
+            status = result.status.replace("_", " ").upper()
+            self.write(f"  host {result.name}: {status}: {result.error}", fg="red", bold=True)
+        if self._hosts_total > 1 and self.verbosity >= 0:
+            self.write(f"  hosts done: {done}/{self._hosts_total} ({result.name} {result.status})")
 
     @hookimpl
     def runbook_action_finished(self, result: ActionResult) -> None:

@@ -44,6 +44,7 @@ def test_every_command_and_action_is_audited_in_order(project, private_audit_log
         ("command", f"touch {marker}"),
         ("command", "df -P /"),  # the verify step runs the check again
         ("action", "rotate_logs"),
+        ("host", None),
         ("run_finished", None),
     ]
     for record in log:
@@ -59,7 +60,8 @@ def test_every_command_and_action_is_audited_in_order(project, private_audit_log
     assert "allowlist" in rm["reason"]
     assert log[6]["status"] == "executed"
     assert log[6]["verification"] == "still_ruled_in"
-    assert log[7]["exit_code"] == 1
+    assert (log[7]["host"], log[7]["status"]) == ("local", "ok")
+    assert log[8]["exit_code"] == 1
     assert (private_audit_log.stat().st_mode & 0o777) == 0o600
 
 

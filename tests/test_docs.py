@@ -228,7 +228,7 @@ def test_page_examples(page: Path, tmp_path: Path):
                 json.loads(block.text)
             except ValueError as exc:
                 pytest.fail(f"{block.where}: invalid JSON: {exc}")
-        if block.file is not None and block.lang in ("python", "toml", "jinja"):
+        if block.file is not None and block.lang in ("python", "toml", "jinja", "ini", "yaml"):
             target = tmp_path / block.file
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(block.text, encoding="utf-8")

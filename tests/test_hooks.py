@@ -103,6 +103,11 @@ PLUGIN = '''
 
 
     @hookimpl
+    def runbook_host_finished(result):
+        log("runbook_host_finished", host=result.name, status=result.status)
+
+
+    @hookimpl
     def runbook_report_sections(result):
         return [("Paging", f"paged the {result.runbook['name']} owners")]
 
@@ -191,6 +196,8 @@ def test_every_hook_is_called_as_documented(project):
         {"hook": "runbook_command_finished", "command": "uptime", "blocked": True},
     ]
     assert {"hook": "backend_closed", "host": "web1"} in calls
+    assert {"hook": "runbook_host_finished", "host": "web1", "status": "ok"} in calls
+    assert names.index("runbook_host_finished") > names.index("runbook_action_finished")
     finished = next(call for call in calls if call["hook"] == "runbook_run_finished")
     assert finished["exit_code"] == 1
     # The plugin's "allow" let a check run mkdir; its refusal blocked uptime.
