@@ -127,6 +127,7 @@ def _context(data: dict[str, Any]) -> dict[str, Any]:
             for c in data.get("commands", [])
         ],
         "sections": data.get("sections", []),
+        "extensions": data.get("read_only_extensions", []),
         "warnings": data.get("warnings", []),
         "ruled_in": [h["id"] for h in hypotheses if h["status"] == "ruled_in"],
         "planned": [a["id"] for a in actions if a["status"] == "planned"],

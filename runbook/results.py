@@ -190,6 +190,8 @@ class RunResult:
     interrupted: bool = False
     warnings: tuple[str, ...] = ()
     sections: tuple[tuple[str, str], ...] = ()
+    #: What widened the read-only allowlist for this run: configuration, checks, plugins.
+    read_only_extensions: tuple[str, ...] = ()
 
     @property
     def commands(self) -> list[CommandRecord]:
@@ -220,6 +222,7 @@ class RunResult:
             "actions": [_action_dict(a) for a in self.actions],
             "commands": [_command_dict(c) for c in self.commands],
             "warnings": list(self.warnings),
+            "read_only_extensions": list(self.read_only_extensions),
             "sections": [{"title": t, "body": b} for t, b in self.sections],
             "report": self.report,
         }

@@ -255,7 +255,23 @@ class Run:
             json=self.options.json,
             interrupted=interrupted or crashed,
             warnings=tuple(self.redactor.text(warning) for warning in warnings),
+            read_only_extensions=self._extensions(),
         )
+
+    def _extensions(self) -> tuple[str, ...]:
+        """Everything that widened the read-only allowlist, for the report to show."""
+        where = self.config.inifile.name if self.config.inifile else "configuration"
+        items = [f"{where} [read_only] allow: {entry}" for entry in self.config.read_only_allow]
+        items += [
+            f"@check {check.id} allow_commands: {entry}"
+            for check in self.checks
+            for entry in check.spec.allow_commands
+        ]
+        items += [
+            f"plugin {impl.plugin_name} implements runbook_command_policy"
+            for impl in self.hook.runbook_command_policy.get_hookimpls()
+        ]
+        return tuple(items)
 
     @staticmethod
     def _exit_code(

@@ -584,3 +584,35 @@ def test_ctrl_c_writes_partial_report_and_exits_2(project):
     report = (project.root / "out.md").read_text()
     assert "Partial report" in report
     assert "Traceback" not in err
+
+
+def test_every_read_only_extension_shows_in_the_report(project):
+    project.write("runbook.toml", '[read_only]\nallow = ["nginx -T"]\n')
+    project.runbook(
+        "widened",
+        '''
+        """Widened."""
+        from runbook import check, hypothesis
+
+        h = hypothesis("h", "H")
+
+        @check(tests=h, allow_commands=["pg_lsclusters"])
+        def clusters(host):
+            pass
+        ''',
+    )
+    _, data = project.run_json("widened")
+    assert data["read_only_extensions"] == [
+        "runbook.toml [read_only] allow: nginx -T",
+        "@check clusters allow_commands: pg_lsclusters",
+    ]
+    report = (project.root / "widened.md").read_text()
+    assert "## Read-only extensions" in report
+    assert "- @check clusters allow_commands: pg_lsclusters" in report
+
+
+def test_a_run_without_extensions_says_nothing_about_them(project):
+    project.runbook("plain", 'from runbook import check\n\n@check\ndef c(host):\n    pass\n')
+    _, data = project.run_json("plain")
+    assert data["read_only_extensions"] == []
+    assert "Read-only extensions" not in (project.root / "plain.md").read_text()
