@@ -55,6 +55,7 @@ class LocalBackend:
         finally:
             if forget is not None:
                 forget()
+            _kill_group(process)  # nothing a command started (`cmd &`) outlives it
         return (
             stdout.decode("utf-8", "replace"),
             stderr.decode("utf-8", "replace"),

@@ -262,3 +262,15 @@ def test_a_timed_out_command_is_recorded_without_exit_status():
     (record,) = step.commands
     assert (record.command, record.exit_status, record.blocked) == ("sleep 10", None, False)
     assert 0.2 <= record.duration_s < 5
+
+
+def test_a_local_command_leaves_no_background_process_behind(tmp_path):
+    import os
+    import subprocess
+
+    marker = f"sleep 4{os.getpid() % 1000}.5"
+    host = Host(LocalBackend())
+    result = host.run(f"{marker} >/dev/null 2>&1 & echo started")
+    assert result.stdout.strip() == "started"
+    time.sleep(0.2)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
