@@ -21,6 +21,7 @@ from runbook.outcomes import UsageError
 ESSENTIAL_PLUGINS = (
     "runbook.guard",
     "runbook.local",
+    "runbook.ssh",
     "runbook.collect",
     "runbook.audit",
 )
@@ -61,6 +62,15 @@ class Config:
     def path(self, value: str | Path) -> Path:
         """Resolve a path from the configuration relative to the file's folder."""
         return (self.rootdir / Path(value).expanduser()).resolve()
+
+    def get_path(self, key: str) -> Path | None:
+        """Return a path option: from the command line relative to the working directory,
+        from the configuration file relative to its folder."""
+        value = self.options.get(key)
+        if value is not None:
+            return Path(str(value)).expanduser().resolve()
+        value = self.values.get(key)
+        return None if value is None else self.path(str(value))
 
     @property
     def runbook_paths(self) -> list[Path]:

@@ -15,6 +15,8 @@ from click.testing import Result
 
 from runbook.cli import cli
 
+pytest_plugins = ["sshd"]
+
 
 class Project:
     """A temporary working directory with a ``runbooks/`` folder."""
