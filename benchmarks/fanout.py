@@ -1,8 +1,8 @@
 """Fan-out: N hosts x M read-only commands, runbook against its peers, side by side.
 
-One private OpenSSH sshd listens on 127.0.0.2 .. 127.0.0.(N+1) (the same code that
-the SSH tests use), so every peer reaches N distinct hosts over real SSH with the
-same key, known_hosts and login user. Each peer runs in its own process; the
+Private OpenSSH sshds listen on 127.0.0.2 .. 127.0.0.(N+1), 16 addresses each (sshd's
+limit), started by the code the SSH tests use, so every peer reaches N distinct hosts
+over real SSH with the same key, known_hosts and login user. Each peer runs in its own process; the
 wall time and peak RSS of that process are measured, medians of ``--repeat``
 runs, and printed with runbook's ratio to each peer (below 1.0: runbook is faster).
 
@@ -49,13 +49,15 @@ COMMANDS = [
 #: Every peer script starts with its arguments: hosts, port, key, known_hosts, commands.
 ARGUMENTS = """
 import sys
-hosts, port = sys.argv[1].split(","), int(sys.argv[2])
-key, known, commands = sys.argv[3], sys.argv[4], sys.argv[5].split("|")
+targets = [t.rsplit(":", 1) for t in sys.argv[1].split(",")]
+hosts, ports = [h for h, _ in targets], [int(p) for _, p in targets]
+key, known, commands = sys.argv[2], sys.argv[3], sys.argv[4].split("|")
 """
 
 PARAMIKO = """
 import socket, concurrent.futures, paramiko
-def work(host):
+def work(target):
+    host, port = target
     sock = socket.create_connection((host, port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client = paramiko.SSHClient()
@@ -69,14 +71,14 @@ def work(host):
         out.channel.recv_exit_status()
     client.close()
 with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
-    list(pool.map(work, hosts))
+    list(pool.map(work, zip(hosts, ports)))
 """
 
 FABRIC = """
 import sys
 from fabric import ThreadingGroup
 options = {{"key_filename": key, "look_for_keys": False, "allow_agent": False}}
-group = ThreadingGroup(*hosts, user="{user}", port=port, connect_kwargs=options)
+group = ThreadingGroup(*sys.argv[1].split(","), user="{user}", connect_kwargs=options)
 for connection in group:
     connection.client.load_host_keys(known)
 for command in commands:
@@ -87,8 +89,10 @@ group.close()
 PSSH = """
 import sys
 from pssh.clients import ParallelSSHClient
+from pssh.config import HostConfig
 client = ParallelSSHClient(
-    hosts, user="{user}", port=port, pkey=key, pool_size=len(hosts), num_retries=1
+    hosts, user="{user}", pkey=key, pool_size=len(hosts), num_retries=1,
+    host_config=[HostConfig(port=p) for p in ports],
 )
 for command in commands:
     output = client.run_command(command)
@@ -112,12 +116,12 @@ def write_runbook(folder: Path, commands: list[str]) -> None:
 
 
 def write_playbook(
-    folder: Path, commands: list[str], hosts: list[str], port: int, key: Path, known: Path
+    folder: Path, commands: list[str], targets: list[tuple[str, int]], key: Path, known: Path
 ) -> tuple[Path, Path]:
     inventory = folder / "inventory.ini"
     inventory.write_text(
         "[bench]\n"
-        + "".join(f"{h} ansible_port={port} ansible_user={USER}\n" for h in hosts)
+        + "".join(f"{h} ansible_port={p} ansible_user={USER}\n" for h, p in targets)
         + f"\n[bench:vars]\nansible_ssh_private_key_file={key}\n"
         + "ansible_python_interpreter=/usr/bin/python3\n"
         + f"ansible_ssh_common_args='-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes'\n"
@@ -128,7 +132,9 @@ def write_playbook(
     return inventory, playbook
 
 
-def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+def measure(
+    argv: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0,)
+) -> tuple[float, float]:
     """Run one peer; return (wall seconds, peak RSS in MiB of its largest process)."""
     with tempfile.NamedTemporaryFile("r") as rss_file:
         started = time.perf_counter()
@@ -141,7 +147,7 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, flo
         )
         wall = time.perf_counter() - started
         rss_kib = float(rss_file.read().split()[-1])
-    if done.returncode not in (0, 1):  # runbook exits 1 when something is found
+    if done.returncode not in ok:
         raise RuntimeError(f"{argv[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return wall, rss_kib / 1024
 
@@ -156,30 +162,31 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=50)
     parser.add_argument("--commands", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--peers", help="comma-separated peers to run (default: all found)")
     options = parser.parse_args()
     commands = (COMMANDS * ((options.commands // len(COMMANDS)) + 1))[: options.commands]
     hosts = [f"127.0.0.{2 + i}" for i in range(options.hosts)]
     folder = Path(tempfile.mkdtemp(prefix="runbook-bench-"))
     key = keygen(folder / "id_bench")
-    server = start_sshd(tuple(hosts), [key])
+    servers = [start_sshd(tuple(hosts[i : i + 16]), [key]) for i in range(0, len(hosts), 16)]
+    targets = [(h, server.port) for server in servers for h in server.addresses]
     try:
         known = folder / "known_hosts"
-        known.write_text("".join(server.host_key_line(h) + "\n" for h in hosts))
+        known.write_text("".join(s.host_key_line(h) + "\n" for s in servers for h in s.addresses))
         (folder / "ssh_config").write_text(f"Host *\n  User {USER}\n  IdentityFile {key}\n")
         (folder / "runbook.toml").write_text(
             f'ssh_config = "{folder / "ssh_config"}"\nknown_hosts = "{known}"\n'
             f'report_dir = "{folder / "reports"}"\n'
         )
         write_runbook(folder, commands)
-        inventory, playbook = write_playbook(folder, commands, hosts, server.port, key, known)
+        inventory, playbook = write_playbook(folder, commands, targets, key, known)
         env = {
             **os.environ,
             "RUNBOOK_AUDIT_LOG": str(folder / "audit.jsonl"),
             "ANSIBLE_HOST_KEY_CHECKING": "True",
-            "ANSIBLE_STDOUT_CALLBACK": "null",
         }
-        specs = ",".join(f"{h}:{server.port}" for h in hosts)
-        args = [",".join(hosts), str(server.port), str(key), str(known), "|".join(commands)]
+        specs = ",".join(f"{h}:{p}" for h, p in targets)
+        args = [specs, str(key), str(known), "|".join(commands)]
         peers: dict[str, list[str]] = {
             "runbook": [
                 sys.executable,
@@ -209,12 +216,17 @@ def main() -> None:
                 str(playbook),
             ]
         results: dict[str, tuple[float, float]] = {}
+        wanted = set(options.peers.split(",")) | {"runbook"} if options.peers else set(peers)
         for name, argv in peers.items():
-            runs = [measure(argv, folder, env) for _ in range(options.repeat)]
+            if name not in wanted:
+                continue
+            ok = (0, 1) if name == "runbook" else (0,)  # runbook exits 1 when it finds something
+            runs = [measure(argv, folder, env, ok) for _ in range(options.repeat)]
             results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
             print(f"  {name}: {results[name][0]:.2f}s", file=sys.stderr)
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
         shutil.rmtree(folder, ignore_errors=True)
     ours = results["runbook"][0]
     print(

@@ -99,6 +99,9 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The last line this process wrote, and where the file ended after it: when the
+        # file still ends there, the next ``prev`` needs no read.
+        self._tail: tuple[int, int, str] | None = None  # (inode, size, hash)
 
     def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Write ``record`` as one line and return it as written.
@@ -117,15 +120,23 @@ class AuditLog:
             try:
                 _keep_private(descriptor)
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
+                status = os.fstat(descriptor)
                 written.setdefault("time", _utc_now())
-                written["prev"] = _last_line_hash(descriptor, self.path)
+                written["prev"] = self._previous_hash(descriptor, status)
                 line = encode(written)
                 count = os.write(descriptor, line)
                 if count != len(line):
                     raise OSError(f"{self.path}: wrote {count} of {len(line)} bytes")
+                self._tail = (status.st_ino, status.st_size + count, line_hash(line))
             finally:
                 os.close(descriptor)  # also releases the flock
         return written
+
+    def _previous_hash(self, descriptor: int, status: os.stat_result) -> str:
+        tail = self._tail
+        if tail is not None and tail[:2] == (status.st_ino, status.st_size):
+            return tail[2]  # nobody wrote since our last line
+        return _last_line_hash(descriptor, self.path)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

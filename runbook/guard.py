@@ -77,6 +77,9 @@ class _Context:
 def make_policy(config: Config, mode: str) -> CommandPolicy:
     """Build the policy ``Host`` consults before a read-only step runs a command."""
     configured = config.read_only_allow
+    # The same command on many hosts is parsed once per run: the verdict depends only
+    # on the command and the extensions in force.
+    verdicts: dict[tuple[str, tuple[str, ...] | None, tuple[str, ...]], str | None] = {}
 
     def policy(command: str, argv: list[str] | None, step: Step) -> ReadOnlyViolation | None:
         answers = config.hook.runbook_command_policy(command=command, mode=mode, step=step)
@@ -86,11 +89,17 @@ def make_policy(config: Config, mode: str) -> CommandPolicy:
             return ReadOnlyViolation(command, reason, _HINT)
         if "allow" in answers:
             return None
-        try:
-            check_command(command, argv, (*configured, *step.allow_commands))
-        except Refused as exc:
-            return ReadOnlyViolation(command, str(exc), _HINT)
-        return None
+        allowed = (*configured, *step.allow_commands)
+        key = (command, None if argv is None else tuple(argv), allowed)
+        if key not in verdicts:
+            try:
+                check_command(command, argv, allowed)
+            except Refused as exc:
+                verdicts[key] = str(exc)
+            else:
+                verdicts[key] = None
+        reason = verdicts[key]
+        return None if reason is None else ReadOnlyViolation(command, reason, _HINT)
 
     return policy
 

@@ -594,17 +594,32 @@ def _prefer_key_types(transport: paramiko.Transport, known: set[str]) -> None:
     security.key_types = sorted(security.key_types, key=lambda a: not is_known(a))
 
 
+#: Parsed known_hosts files by (path, mtime, size): fifty hosts need one parse, not fifty.
+_parsed_known_hosts: dict[tuple[Path, int, int], paramiko.HostKeys] = {}
+
+
 def _load_known_hosts(path: Path) -> paramiko.HostKeys:
+    """Parse ``path`` (call with ``_known_hosts_lock`` held); reparse when it changes."""
     import paramiko
 
-    host_keys = paramiko.HostKeys()
-    if not path.exists():
-        return host_keys  # nothing known yet: every host is new
     try:
-        host_keys.load(str(path))
-    except (OSError, paramiko.SSHException, ValueError) as exc:
+        status = path.stat()
+    except FileNotFoundError:
+        return paramiko.HostKeys()  # nothing known yet: every host is new
+    except OSError as exc:
         raise HostUnavailable("error", f"cannot read known hosts {path}: {_reason(exc)}") from None
-    return host_keys
+    key = (path, status.st_mtime_ns, status.st_size)
+    if key not in _parsed_known_hosts:
+        host_keys = paramiko.HostKeys()
+        try:
+            host_keys.load(str(path))
+        except (OSError, paramiko.SSHException, ValueError) as exc:
+            raise HostUnavailable(
+                "error", f"cannot read known hosts {path}: {_reason(exc)}"
+            ) from None
+        _parsed_known_hosts.clear()  # keep only the current version of one file
+        _parsed_known_hosts[key] = host_keys
+    return _parsed_known_hosts[key]
 
 
 def _verify_host_key(

@@ -79,3 +79,20 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.delenv("RUNBOOK_PATH", raising=False)
     return Project(tmp_path)
+
+
+@pytest.fixture
+def cpu_hog():
+    """A real process spinning in a busy loop, killed at the end."""
+    hog = subprocess.Popen(
+        [sys.executable, "-c", "print('ready', flush=True)\nwhile True: pass"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert hog.stdout.readline().strip() == "ready"
+        yield hog
+    finally:
+        hog.kill()
+        hog.wait()
+        hog.stdout.close()

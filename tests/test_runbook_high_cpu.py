@@ -52,23 +52,6 @@ def by_id(entries):
     return {entry["id"]: entry for entry in entries}
 
 
-@pytest.fixture
-def cpu_hog():
-    """A real process spinning in a busy loop, killed at the end."""
-    hog = subprocess.Popen(
-        [sys.executable, "-c", "print('ready', flush=True)\nwhile True: pass"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert hog.stdout.readline().strip() == "ready"
-        yield hog
-    finally:
-        hog.kill()
-        hog.wait()
-        hog.stdout.close()
-
-
 def test_a_cpu_hog_is_ruled_in_as_a_runaway_process(tmp_path, cpu_hog):
     done, result, report = run_high_cpu(tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
