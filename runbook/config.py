@@ -32,6 +32,7 @@ DEFAULT_PLUGINS = (
     "runbook.report",
     "runbook.jsonresult",
     "runbook.plugins.system",
+    "runbook.plugins.http",
 )
 
 CONFIG_FILES = ("runbook.toml", "pyproject.toml")

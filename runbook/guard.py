@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 #: Commands that only read. Verb- and flag-sensitive ones have a rule in command_rules.
 READ_ONLY_COMMANDS = frozenset(
     """
-    awk basename cat cut date df dig du echo egrep env expr false fgrep file find free
+    awk basename cat curl cut date df dig du echo egrep env expr false fgrep file find free
     getent grep head hostname host id ip iostat journalctl jq last lsblk lsof ls
-    md5sum mpstat netstat nproc nslookup pgrep pidof pidstat printenv printf ps pwd
+    md5sum mpstat netstat nproc nslookup openssl pgrep pidof pidstat printenv printf ps pwd
     readlink realpath sar sed seq sha1sum sha256sum sleep sort ss stat sysctl systemctl
     tail test timeout top tr true uname uniq uptime vmstat w wc which who whoami xargs
     zcat zgrep nice ionice stdbuf kubectl docker dmesg [ getconf cksum tac column

@@ -125,7 +125,7 @@ def test_ctrl_c_during_a_parallel_run_keeps_what_was_found(project):
 
         @check(tests=h)
         def hangs(host):
-            host.run("sleep 60")
+            host.run("sleep 61.5")  # an odd duration: other test runs may be sleeping 60
         ''',
     )
     process = subprocess.Popen(
@@ -162,4 +162,4 @@ def test_ctrl_c_during_a_parallel_run_keeps_what_was_found(project):
     assert sorted(c["host"] for c in data["checks"]) == ["a1", "a2", "a3"]
     assert "Partial report" in (project.root / "out.md").read_text()
     assert "Traceback" not in err
-    assert subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).returncode == 1
+    assert subprocess.run(["pgrep", "-f", "sleep 61.5"], capture_output=True).returncode == 1
