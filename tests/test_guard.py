@@ -729,3 +729,32 @@ def test_refused_command_never_reaches_the_target(tmp_path):
     assert (blocked.blocked, blocked.exit_status) == (True, None)
     assert "not on the read-only allowlist" in blocked.reason
     assert (ran.blocked, ran.exit_status) == (False, 0)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "df -P /",
+        "cat /proc/loadavg",
+        "ps -e -o pid=,user:32=,pmem=",
+        "journalctl -u nginx --since=-10min -n 50",
+        "  uptime  ",
+        "kubectl get pods -n kube-system -o wide",
+        "date +%s",
+        "ip -4 addr show",
+        "systemctl is-active nginx.service",
+    ],
+)
+def test_plain_words_parse_exactly_as_bash_would(command):
+    # The shortcut for plain words (no bashlex) must agree with the full parser.
+    from runbook import shell
+
+    assert shell.parse(command) == shell._parse_with_bashlex(command)
+
+
+@pytest.mark.parametrize("command", ["A=1 cat /etc/hostname", "PAGER=rm git log"])
+def test_leading_assignments_never_take_the_plain_words_shortcut(command):
+    from runbook import shell
+
+    assert shell.parse(command) == shell._parse_with_bashlex(command)
+    assert shell.parse(command)[0].assignments
