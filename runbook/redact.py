@@ -201,6 +201,10 @@ _SHAPES = (
 )
 
 
+#: Any trigger of any shape: text without one cannot hold a shape, whatever its length.
+_ANY_TRIGGER = re.compile("|".join(re.escape(t) for shape in _SHAPES for t in shape.triggers))
+
+
 def _base64_forms(value: str) -> Iterator[str]:
     """Yield the base64 text of ``value``, alone and embedded in a longer encoded blob.
 
@@ -289,6 +293,8 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """Return ``value`` with every secret replaced by ``MARK``."""
+        if len(value) < MIN_SECRET_LENGTH:
+            return value  # shorter than any known value, and than any shape
         spans: list[tuple[int, int]] = []
         for form in self._forms:
             start = value.find(form)
@@ -298,8 +304,9 @@ class Redactor:
         lowered = value.lower()
         # Some characters lowercase to two, and then offsets in `lowered` are no use.
         folded = lowered if len(lowered) == len(value) else None
-        for shape in _SHAPES:
-            spans.extend(shape.spans(value, folded))
+        if folded is None or _ANY_TRIGGER.search(folded):
+            for shape in _SHAPES:
+                spans.extend(shape.spans(value, folded))
         if not spans:
             return value
         pieces: list[str] = []
@@ -323,6 +330,9 @@ class Redactor:
     def record(self, item: _T) -> _T:
         """Return ``item`` with the strings in its dataclass fields redacted, like ``value``.
 
+        Fields declared with ``metadata=runbook.steps.NOT_SECRET`` (identifiers,
+        outcomes, numbers) are left alone.
+
         Records nested in fields or containers are redacted too; a record holding no
         secret comes back as the same object.
         """
@@ -344,7 +354,7 @@ class Redactor:
         if records and dataclasses.is_dataclass(data) and not isinstance(data, type):
             changes = {}
             for field in dataclasses.fields(data):
-                if field.init:
+                if field.init and field.metadata.get("redact", True):
                     old = getattr(data, field.name)
                     new = self._walk(old, records=True)
                     if new != old:

@@ -18,6 +18,7 @@ from runbook.outcomes import ReadOnlyViolation
 from runbook.outcomes import RuleIn
 from runbook.outcomes import RuleOut
 from runbook.outcomes import Skipped
+from runbook.steps import NOT_SECRET
 from runbook.steps import CommandRecord
 from runbook.steps import Evidence
 
@@ -37,16 +38,17 @@ Verification = Literal["resolved", "still_ruled_in", "inconclusive"]
 class CheckResult:
     """The result of one check on one host."""
 
-    check: str
-    host: str
-    outcome: Outcome
-    verdict: Verdict | None
-    tests: tuple[str, ...]
+    check: str = dataclasses.field(metadata=NOT_SECRET)
+    host: str = dataclasses.field(metadata=NOT_SECRET)
+    outcome: Outcome = dataclasses.field(metadata=NOT_SECRET)
+    verdict: Verdict | None = dataclasses.field(metadata=NOT_SECRET)
+    tests: tuple[str, ...] = dataclasses.field(metadata=NOT_SECRET)
     message: str
-    duration_s: float
-    started_at: float
+    duration_s: float = dataclasses.field(metadata=NOT_SECRET)
+    started_at: float = dataclasses.field(metadata=NOT_SECRET)
     evidence: tuple[Evidence, ...] = ()
-    commands: tuple[CommandRecord, ...] = ()
+    #: Redacted as they were recorded.
+    commands: tuple[CommandRecord, ...] = dataclasses.field(default=(), metadata=NOT_SECRET)
     traceback: str | None = None
 
     @property
@@ -133,17 +135,18 @@ def short_traceback(exc: BaseException, limit: int = 4) -> str:
 class ActionResult:
     """What happened to one action on one host."""
 
-    action: str
-    host: str
-    mitigates: tuple[str, ...]
-    status: ActionStatus
+    action: str = dataclasses.field(metadata=NOT_SECRET)
+    host: str = dataclasses.field(metadata=NOT_SECRET)
+    mitigates: tuple[str, ...] = dataclasses.field(metadata=NOT_SECRET)
+    status: ActionStatus = dataclasses.field(metadata=NOT_SECRET)
     message: str
-    started_at: float
-    duration_s: float = 0.0
+    started_at: float = dataclasses.field(metadata=NOT_SECRET)
+    duration_s: float = dataclasses.field(default=0.0, metadata=NOT_SECRET)
     evidence: tuple[Evidence, ...] = ()
-    commands: tuple[CommandRecord, ...] = ()
+    #: Redacted as they were recorded.
+    commands: tuple[CommandRecord, ...] = dataclasses.field(default=(), metadata=NOT_SECRET)
     #: The verify step: the outcome of re-running the checks of what it mitigates.
-    verification: Verification | None = None
+    verification: Verification | None = dataclasses.field(default=None, metadata=NOT_SECRET)
     verify_checks: tuple[CheckResult, ...] = ()
 
 

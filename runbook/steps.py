@@ -10,10 +10,16 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import threading
+import types
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Literal
 
 StepKind = Literal["check", "action"]
+
+#: Metadata of record fields that never hold free text (ids, outcomes, numbers): the
+#: redactor skips them, which keeps redacting a result cheap.
+NOT_SECRET: Mapping[str, bool] = types.MappingProxyType({"redact": False})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,13 +34,13 @@ class Evidence:
 class CommandRecord:
     """One command sent to a target, as the report and the audit trail see it."""
 
-    host: str
-    step: str
+    host: str = dataclasses.field(metadata=NOT_SECRET)
+    step: str = dataclasses.field(metadata=NOT_SECRET)
     command: str
-    exit_status: int | None
-    duration_s: float
-    blocked: bool
-    started_at: float
+    exit_status: int | None = dataclasses.field(metadata=NOT_SECRET)
+    duration_s: float = dataclasses.field(metadata=NOT_SECRET)
+    blocked: bool = dataclasses.field(metadata=NOT_SECRET)
+    started_at: float = dataclasses.field(metadata=NOT_SECRET)
     reason: str = ""
 
 
