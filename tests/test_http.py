@@ -33,7 +33,6 @@ from sshd import unavailable
 from sshd import write_known_hosts
 from sshd import write_ssh_config
 
-from runbook import config
 from runbook.config import load_config
 from runbook.guard import make_policy
 from runbook.hosts import Host
@@ -495,14 +494,7 @@ WRITING_RUNBOOK = '''
 '''
 
 
-@pytest.fixture
-def with_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Load the http plugin, also before it joins config.DEFAULT_PLUGINS."""
-    if PLUGIN not in config.DEFAULT_PLUGINS:
-        monkeypatch.setattr(config, "DEFAULT_PLUGINS", (*config.DEFAULT_PLUGINS, PLUGIN))
-
-
-def test_runbook_check_passes_against_a_healthy_server(project, web, with_plugin):
+def test_runbook_check_passes_against_a_healthy_server(project, web):
     project.runbook("web_health", HEALTH_RUNBOOK)
     result, data = project.run_json("web-health", "--param", f"url={web.url}/health")
     assert result.exit_code == 0, result.output
@@ -513,7 +505,7 @@ def test_runbook_check_passes_against_a_healthy_server(project, web, with_plugin
     assert command["command"].startswith("curl -q ") and not command["blocked"]
 
 
-def test_runbook_check_fails_against_a_broken_server(project, web, with_plugin):
+def test_runbook_check_fails_against_a_broken_server(project, web):
     project.runbook("web_health", HEALTH_RUNBOOK)
     result, data = project.run_json("web-health", "--param", f"url={web.url}/broken")
     assert result.exit_code == 1, result.output
@@ -522,7 +514,7 @@ def test_runbook_check_fails_against_a_broken_server(project, web, with_plugin):
     assert data["hypotheses"][0]["status"] == "ruled_in"
 
 
-def test_runbook_check_rules_in_when_nothing_listens(project, with_plugin):
+def test_runbook_check_rules_in_when_nothing_listens(project):
     project.runbook("web_health", HEALTH_RUNBOOK)
     url = f"http://127.0.0.1:{closed_port()}/health"
     result, data = project.run_json("web-health", "--param", f"url={url}")
@@ -531,7 +523,7 @@ def test_runbook_check_rules_in_when_nothing_listens(project, with_plugin):
     assert data["hypotheses"][0]["status"] == "ruled_in"
 
 
-def test_curl_that_could_change_the_server_is_blocked(project, web, with_plugin):
+def test_curl_that_could_change_the_server_is_blocked(project, web):
     project.runbook("sneaky", WRITING_RUNBOOK)
     before = len(web.requests)
     result, data = project.run_json("sneaky", "--param", f"url={web.url}/admin")
@@ -548,7 +540,7 @@ def test_curl_that_could_change_the_server_is_blocked(project, web, with_plugin)
 
 
 def test_runbook_check_runs_curl_on_the_target_over_ssh(
-    project, web, with_plugin, sshd, ssh_keys, tmp_path, monkeypatch
+    project, web, sshd, ssh_keys, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
@@ -567,7 +559,7 @@ def test_runbook_check_runs_curl_on_the_target_over_ssh(
     assert web.requests[-1][2]["User-Agent"].startswith("curl/")  # curl on the target asked
 
 
-def test_plugin_lists_the_http_fixture(project, with_plugin):
+def test_plugin_lists_the_http_fixture(project):
     result = project.invoke("plugins")
     assert result.exit_code == 0, result.output
     assert "http" in result.output and PLUGIN in result.output
