@@ -86,7 +86,7 @@ UNAVAILABLE = {
 }
 
 
-@click.command()
+@click.command(short_help="Investigate with runbooks NAME... (read-only unless --execute).")
 @click.argument("names", nargs=-1, required=True, metavar="NAME [NAME...]")
 @click.option(
     "-H",
@@ -128,15 +128,16 @@ UNAVAILABLE = {
 @click.option("--execute", is_flag=True, help="Let actions change the system (after confirming).")
 @click.option("--yes", is_flag=True, help="Do not ask before each action (with --execute).")
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan; contact no target.")
-@click.option("--record", type=click.Path(), help="Record commands and responses to a cassette.")
-@click.option("--replay", type=click.Path(), help="Replay a cassette; contact no target.")
+@click.option("--record", type=click.Path(), help="Record a cassette (not available yet).")
+@click.option("--replay", type=click.Path(), help="Replay a cassette (not available yet).")
 @click.option("--report", metavar="PATH|-", help="Markdown report path ('-' for stdout).")
 @click.option("--json", "json_path", metavar="PATH|-", help="JSON result path ('-' for stdout).")
-@click.option("--junit-xml", type=click.Path(), help="Write JUnit XML (a case per check and host).")
+@click.option("--junit-xml", type=click.Path(), help="Write JUnit XML (not available yet).")
 @click.option(
     "--forks",
     type=click.IntRange(1),
     default=None,
+    metavar="N",
     help="Targets to run at once (default 16).",
 )
 @click.option(
@@ -175,6 +176,13 @@ def run(
     Checks run in definition order and rule hypotheses in or out; actions are
     only planned unless --execute is given. Writes a Markdown report and a JSON
     result under the report directory and prints their paths.
+
+    \b
+    Examples:
+      runbook run high-cpu                          this machine
+      runbook run disk-full -H web1,web2 --param path=/var
+      runbook run high-cpu -i hosts.ini -H web      an inventory group, in parallel
+      runbook run high-cpu --execute                run actions, after confirming
 
     Exit status: 0 nothing found, 1 a hypothesis ruled in or a check failed,
     2 interrupted, 3 internal error, 4 usage error, 5 nothing selected.
