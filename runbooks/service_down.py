@@ -1,0 +1,261 @@
+"""Service down.
+
+Symptoms: the service does not answer, its health check fails, clients see connection
+refused, timeouts, name resolution or TLS errors. The checks tell a process that is not
+running from one that runs but does not listen on its port, from a health endpoint that
+answers with an error, from a name that does not resolve and from a TLS certificate that
+has expired or is about to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import urllib.parse
+from typing import TYPE_CHECKING
+from typing import Any
+
+from runbook import action
+from runbook import check
+from runbook import evidence
+from runbook import hypothesis
+from runbook import rule_in
+from runbook import skip
+
+if TYPE_CHECKING:
+    from runbook.plugins.http import HttpClient
+    from runbook.plugins.http import HttpResponse
+
+    from runbook import Host
+
+PARAMS = {
+    # The process name (as pgrep -x matches it: the first 15 characters); "" skips.
+    "process": "app",
+    # The TCP port the service listens on; 0 skips.
+    "port": 8080,
+    # The URL of the health endpoint, fetched from the target; "" skips.
+    "health_url": "http://127.0.0.1:8080/health",
+    # The status a healthy service answers with.
+    "expected_status": 200,
+    # Text the healthy body contains; "" accepts any body.
+    "body_match": "",
+    # The name clients resolve; "" means the health URL's host when it is a name.
+    "dns_name": "",
+    # The TLS endpoint whose certificate to read; "" means the health URL's host if https.
+    "tls_host": "",
+    # Its port (the health URL's port when the host comes from the URL).
+    "tls_port": 443,
+    # The name sent with SNI; "" means the TLS host.
+    "tls_servername": "",
+    # A certificate expiring within this many days counts as expiring.
+    "expiry_days": 14.0,
+    # Seconds each HTTP or TLS probe may take.
+    "http_timeout": 5.0,
+    # The systemd unit the restart action restarts.
+    "service": "app",
+}
+TAGS = ["availability", "http", "tls", "dns", "linux"]
+SEVERITY = "P1"
+
+not_running = hypothesis("process-not-running", "The service's process is not running")
+not_listening = hypothesis("port-not-listening", "Nothing listens on the service's TCP port")
+unhealthy = hypothesis(
+    "health-check-failing", "The health endpoint answers with an error or the wrong body"
+)
+no_dns = hypothesis("dns-not-resolving", "The service's name does not resolve on the target")
+tls_expiring = hypothesis(
+    "tls-certificate-expiring", "The TLS certificate has expired or expires within days"
+)
+
+# ``pgrep -x`` compares with the kernel's process name, which keeps 15 characters.
+_COMM_LENGTH = 15
+
+
+def parse_listening(text: str) -> list[dict[str, Any]]:
+    """Parse ``ss -ltnH`` output into one row per listening socket: address and port."""
+    sockets: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        address, _, port = fields[3].rpartition(":")
+        if not port.isdigit():
+            continue
+        sockets.append(
+            {
+                "address": address.split("%")[0] or "*",
+                "port": int(port),
+                "recv_q": fields[1],
+                "send_q": fields[2],
+            }
+        )
+    return sockets
+
+
+def _url_host(url: str) -> tuple[str, int | None, str]:
+    """Return the host, port and scheme of ``url`` ("" when there is none)."""
+    if not url:
+        return "", None, ""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.hostname or "", port, parts.scheme.lower()
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _health_problem(response: HttpResponse, params: Any) -> str | None:
+    """Return why ``response`` is not healthy, or None when it is."""
+    if response.status != params.expected_status:
+        return f"answered {response.status}, expected {params.expected_status}"
+    if params.body_match and params.body_match not in response.body:
+        return f"answered {response.status} without {params.body_match!r} in its body"
+    return None
+
+
+def _fetch_health(http: HttpClient, params: Any) -> HttpResponse:
+    """GET the health URL; raise ``AssertionError`` naming the URL when nothing answers."""
+    try:
+        return http.get(params.health_url, timeout=params.http_timeout)
+    except http.Error as exc:
+        raise AssertionError(f"no response: {exc}") from None
+
+
+def _response_row(response: HttpResponse) -> dict[str, Any]:
+    return {
+        "url": response.url,
+        "status": response.status,
+        "seconds": round(response.elapsed_s, 3),
+        "body": response.body[:200],
+    }
+
+
+@check
+def service_answers(http: HttpClient, params: Any) -> None:
+    """Symptom: fail when the health URL does not answer with the expected status and body."""
+    if not params.health_url:
+        skip("no health_url configured")
+    response = _fetch_health(http, params)
+    evidence("Health endpoint response", [_response_row(response)])
+    problem = _health_problem(response, params)
+    assert problem is None, f"GET {params.health_url} {problem}"
+
+
+@check(tests=not_running)
+def process_is_running(host: Host, params: Any) -> None:
+    """Rule ``process-not-running`` out when a process named ``process`` runs."""
+    if not params.process:
+        skip("no process name configured")
+    name = params.process[:_COMM_LENGTH]
+    found = host.run(["pgrep", "-x", name])
+    if found.exit_status not in (0, 1):
+        raise RuntimeError(f"pgrep failed on {host.name}: {found.stderr.strip()}")
+    pids = found.stdout.split()
+    if not pids:
+        evidence(f"Processes named {name}", "none")
+        rule_in(f"no process named {params.process!r} is running on {host.name}")
+    listing = host.run(["ps", "-ww", "-o", "pid=,user=,etime=,rss=,args=", "-p", ",".join(pids)])
+    rows = []
+    for line in listing.stdout.splitlines():
+        fields = line.split(None, 4)
+        if len(fields) == 5:
+            pid, user, elapsed, rss, args = fields
+            rows.append({"pid": pid, "user": user, "elapsed": elapsed, "rss_kb": rss, "args": args})
+    evidence(f"Processes named {name}", rows or pids)
+
+
+@check(tests=not_listening)
+def port_is_listening(host: Host, params: Any) -> None:
+    """Rule ``port-not-listening`` out when a TCP socket listens on ``port``."""
+    if not params.port:
+        skip("no port configured")
+    result = host.run(["ss", "-ltnH"])
+    if not result.succeeded:
+        raise RuntimeError(f"ss failed on {host.name}: {result.stderr.strip()}")
+    sockets = parse_listening(result.stdout)
+    matching = [row for row in sockets if row["port"] == params.port]
+    if matching:
+        evidence(f"TCP sockets listening on port {params.port}", matching)
+        return
+    evidence("TCP sockets listening (none on the port)", sockets[:50] or "none")
+    rule_in(f"nothing listens on TCP port {params.port} on {host.name}")
+
+
+@check(tests=unhealthy)
+def health_endpoint_is_healthy(http: HttpClient, params: Any) -> None:
+    """Rule ``health-check-failing`` out when ``health_url`` answers as a healthy service."""
+    if not params.health_url:
+        skip("no health_url configured")
+    response = _fetch_health(http, params)
+    evidence("Health endpoint response", [_response_row(response)])
+    evidence("Response headers", [{"header": k, "value": v} for k, v in response.headers.items()])
+    problem = _health_problem(response, params)
+    assert problem is None, f"GET {params.health_url} {problem}"
+
+
+# A resolver that hangs would hold the run: the timeout makes it an inconclusive check.
+@check(tests=no_dns, timeout=30)
+def name_resolves(http: HttpClient, host: Host, params: Any) -> None:
+    """Rule ``dns-not-resolving`` out when ``dns_name`` resolves to an address on the target."""
+    name = params.dns_name
+    if not name:
+        url_host, _, _ = _url_host(params.health_url)
+        if not url_host or _is_address(url_host):
+            skip("no dns_name configured and the health URL names no host name")
+        name = url_host
+    addresses = http.resolve(name)
+    evidence(f"Addresses of {name}", [{"name": name, "address": a} for a in addresses] or "none")
+    if not addresses:
+        rule_in(f"{name} does not resolve on {host.name} (getent ahosts found no address)")
+
+
+@check(tests=tls_expiring)
+def certificate_is_valid_for_long_enough(http: HttpClient, params: Any) -> None:
+    """Rule ``tls-certificate-expiring`` out when the certificate lasts over ``expiry_days``."""
+    tls_host, port = params.tls_host, params.tls_port
+    if not tls_host:
+        url_host, url_port, scheme = _url_host(params.health_url)
+        if scheme != "https" or not url_host:
+            skip("no tls_host configured and the health URL is not https")
+        tls_host, port = url_host, url_port or 443
+    servername = params.tls_servername or None
+    certificate = http.tls_certificate(tls_host, port, servername, timeout=params.http_timeout)
+    now = dt.datetime.now(dt.UTC)
+    days = certificate.days_left(now)
+    evidence(
+        "Server certificate",
+        [
+            {
+                "endpoint": f"{tls_host}:{port}",
+                "subject": certificate.subject,
+                "issuer": certificate.issuer,
+                "not_after": certificate.not_after.strftime("%Y-%m-%d %H:%M UTC"),
+                "days_left": round(days, 1),
+            }
+        ],
+    )
+    where = f"the certificate of {tls_host}:{port} ({certificate.subject})"
+    expires = certificate.not_after.strftime("%Y-%m-%d %H:%M UTC")
+    assert days >= 0, f"{where} expired {-days:.1f} days ago ({expires})"
+    assert days >= params.expiry_days, (
+        f"{where} expires in {days:.1f} days ({expires}; threshold {params.expiry_days:g} days)"
+    )
+
+
+@action(mitigates=[not_running, not_listening, unhealthy])
+def restart_service(host: Host, params: Any) -> None:
+    """Restart ``service``: it starts a dead process and resets one that stopped answering."""
+    result = host.run("systemctl restart %s", params.service)
+    evidence(f"systemctl restart {params.service}", result)
+    if not result.succeeded:
+        raise RuntimeError(f"restart of {params.service} failed: {result.stderr.strip()}")
+    status = host.run("systemctl is-active %s", params.service)
+    evidence(f"systemctl is-active {params.service}", status)
