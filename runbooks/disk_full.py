@@ -1,0 +1,187 @@
+"""Disk full
+
+Symptoms: "No space left on device" errors, writes and logins failing, a
+database or queue refusing to write, df showing a filesystem at or near 100%.
+The checks tell a filesystem that is simply full from one out of inodes, from a
+few huge (log) files, and from space still held by deleted files that a
+process keeps open (df says full, du cannot find the space).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from typing import Any
+
+from runbook import action
+from runbook import check
+from runbook import evidence
+from runbook import hypothesis
+from runbook import inconclusive
+from runbook import rule_in
+from runbook import skip
+
+if TYPE_CHECKING:
+    from runbook.plugins.system import Disk
+
+    from runbook import Host
+
+PARAMS = {
+    # A path on the filesystem to investigate (its mount point or anything under it).
+    "path": "/",
+    # Percent of the blocks in use above which the filesystem is almost full.
+    "used_percent": 90.0,
+    # Percent of the inodes in use above which they are exhausted.
+    "inodes_percent": 90.0,
+    # A file taking at least this many MiB on disk AND ``huge_file_percent`` is huge.
+    "huge_file_mb": 100.0,
+    # ... and at least this percent of the filesystem's size.
+    "huge_file_percent": 5.0,
+    # How many of the largest files to list.
+    "files_listed": 10,
+    # MiB held by deleted-but-open files on the filesystem above which they matter.
+    "deleted_open_mb": 100.0,
+    # The log file that truncate_log_file empties (one named by the huge-files check).
+    "log_file": "",
+    # The service that restart_service restarts to release deleted files it holds.
+    "service": "",
+}
+TAGS = ["disk", "storage", "linux"]
+
+MIB = 1 << 20
+
+full = hypothesis("filesystem-full", "The filesystem is almost full")
+inodes = hypothesis("inodes-exhausted", "The filesystem has run out of inodes (many small files)")
+huge = hypothesis("huge-files", "A few huge files (often logs) take most of the space")
+deleted = hypothesis(
+    "deleted-but-open", "Deleted files are still held open by a process, so space is not freed"
+)
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:.1f} MiB"
+
+
+@check
+def filesystem_has_room(disk: Disk, params: Any) -> None:
+    """Symptom: fail when the filesystem holding ``path`` is short of blocks or inodes."""
+    usage = disk.usage(params.path)
+    nodes = disk.inode_usage(params.path)
+    evidence("Filesystem (KiB)", [usage])
+    evidence("Inodes", [nodes])
+    assert usage.used_percent < params.used_percent and (
+        nodes.used_percent < params.inodes_percent
+    ), (
+        f"{usage.mount} ({usage.filesystem}) is {usage.used_percent:.0f}% full and "
+        f"{nodes.used_percent:.0f}% of its inodes are used"
+    )
+
+
+@check(tests=full)
+def filesystem_not_almost_full(disk: Disk, params: Any) -> None:
+    """Rule ``filesystem-full`` out when less than ``used_percent`` of the blocks are used."""
+    usage = disk.usage(params.path)
+    evidence("Filesystem (KiB)", [usage])
+    assert usage.used_percent < params.used_percent, (
+        f"{usage.mount} ({usage.filesystem}) is {usage.used_percent:.0f}% full "
+        f"(threshold {params.used_percent:.0f}%): {usage.available_kb} KiB free "
+        f"of {usage.total_kb} KiB"
+    )
+
+
+@check(tests=inodes)
+def inodes_not_exhausted(disk: Disk, params: Any) -> None:
+    """Rule ``inodes-exhausted`` out when less than ``inodes_percent`` of the inodes are used."""
+    nodes = disk.inode_usage(params.path)
+    evidence("Inodes", [nodes])
+    if nodes.total == 0:
+        return  # no fixed inode table (btrfs...): it cannot run out
+    assert nodes.used_percent < params.inodes_percent, (
+        f"{nodes.mount} ({nodes.filesystem}) uses {nodes.used_percent:.0f}% of its inodes "
+        f"(threshold {params.inodes_percent:.0f}%): {nodes.free} free of {nodes.total}"
+    )
+
+
+@check(tests=huge)
+def no_huge_files(disk: Disk, params: Any) -> None:
+    """Rule ``huge-files`` out when no file takes ``huge_file_mb`` and ``huge_file_percent``."""
+    usage = disk.usage(params.path)
+    floor = max(params.huge_file_mb * MIB, params.huge_file_percent / 100 * usage.total_kb * 1024)
+    scan = disk.largest_files(params.path, limit=params.files_listed, min_bytes=int(floor))
+    evidence(f"Files of at least {_mib(int(floor))} on {usage.mount}", list(scan.files))
+    if scan.files:
+        rule_in(
+            "; ".join(
+                f"{file.path} takes {_mib(file.allocated_bytes)} "
+                f"({100 * file.allocated_bytes / 1024 / max(usage.total_kb, 1):.0f}% of "
+                f"{usage.mount})"
+                for file in scan.files[:3]
+            )
+        )
+    if scan.unreadable:
+        evidence("Not readable by this user", "\n".join(scan.unreadable))
+        inconclusive(
+            f"no huge file found, but {len(scan.unreadable)} folder(s) could not be read "
+            f"(first: {scan.unreadable[0]}); run as root to see them"
+        )
+
+
+@check(tests=deleted)
+def no_deleted_files_held_open(disk: Disk, params: Any) -> None:
+    """Rule ``deleted-but-open`` out when deleted open files hold under ``deleted_open_mb``."""
+    scan = disk.deleted_open_files(params.path)
+    held = sum(file.allocated_bytes for file in scan.files)
+    evidence("Deleted files still open, on this filesystem", list(scan.files))
+    if held >= params.deleted_open_mb * MIB:
+        by_process: dict[tuple[int, str], int] = {}
+        for file in scan.files:
+            key = (file.pid, file.command)
+            by_process[key] = by_process.get(key, 0) + file.allocated_bytes
+        rule_in(
+            f"deleted files still open hold {_mib(held)} "
+            f"(threshold {params.deleted_open_mb:g} MiB): "
+            + "; ".join(
+                f"{command} (pid {pid}) holds {_mib(size)}"
+                for (pid, command), size in sorted(by_process.items(), key=lambda kv: -kv[1])
+            )
+            + f", e.g. {scan.files[0].path}"
+        )
+    if scan.unreadable:
+        evidence("Processes whose open files could not be read", "\n".join(scan.unreadable))
+        count = len(scan.unreadable)
+        inconclusive(
+            f"deleted open files hold {_mib(held)}, but the open files of {count} "
+            f"process{'es' if count > 1 else ''} could not be read "
+            f"({', '.join(scan.unreadable[:3])}{', ...' if count > 3 else ''}); "
+            "run as root to see them"
+        )
+
+
+@action(mitigates=[huge, full])
+def truncate_log_file(host: Host, params: Any) -> None:
+    """Empty ``log_file`` in place (the writer keeps its descriptor), freeing its space now."""
+    if not params.log_file:
+        skip("set the log_file parameter to one of the huge files the checks listed")
+    result = host.run("truncate -s 0 -- %s", params.log_file)
+    evidence(f"truncate {params.log_file}", result)
+    if not result.succeeded:
+        raise RuntimeError(f"truncate of {params.log_file} failed: {result.stderr.strip()}")
+
+
+@action(mitigates=[huge, full])
+def rotate_logs(host: Host, params: Any) -> None:
+    """Force a log rotation, so that rotated logs are compressed and old ones removed."""
+    result = host.run("logrotate --force /etc/logrotate.conf")
+    evidence("logrotate --force", result)
+    if not result.succeeded:
+        raise RuntimeError(f"logrotate failed: {result.stderr.strip()}")
+
+
+@action(mitigates=deleted)
+def restart_service(host: Host, params: Any) -> None:
+    """Restart ``service``, the one holding deleted files, so that it closes them."""
+    if not params.service:
+        skip("set the service parameter to the service of a process the checks named")
+    result = host.run("systemctl restart %s", params.service)
+    evidence(f"systemctl restart {params.service}", result)
+    if not result.succeeded:
+        raise RuntimeError(f"restart of {params.service} failed: {result.stderr.strip()}")
