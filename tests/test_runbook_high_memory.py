@@ -1,0 +1,273 @@
+"""The built-in high-memory runbook against real faults: a leak, a hog, page cache, an OOM kill.
+
+This machine has no swap (``/proc/swaps`` is empty), so thrashing cannot be
+made: its check is run on the quiet machine and its parser on literal
+/proc/vmstat text (tests/test_system.py). An OOM kill is made for real inside
+a memory cgroup limited to 64 MiB, so only the test's own child is killed. It
+stays in the kernel log, so the other tests count OOM kills over a window of a
+few seconds only, and the quiet-machine test expects what the log really holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from runbook.plugins.system import parse_oom_kills
+from sshd import SSHServer
+from sshd import unavailable
+from sshd import write_known_hosts
+from sshd import write_ssh_config
+
+HYPOTHESES = ["memory-leak", "swap-thrashing", "oom-kills", "page-cache"]
+# Kills older than this (3 s) do not count: earlier tests' OOM kills stay in the log.
+FRESH_OOM = ("--param", "oom_window_minutes=0.05")
+FAST = ("--param", "sample_seconds=1")
+
+GROWER = """
+import time
+chunks = []
+print("ready", flush=True)
+while len(chunks) < 120:  # 5 MiB every 0.1 s: about 50 MiB/s, up to 600 MiB
+    chunks.append(b"x" * (5 << 20))
+    time.sleep(0.1)
+time.sleep(120)
+"""
+HOLDER = """
+import time
+data = b"x" * (1 << 30)  # written, so resident
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def by_id(entries):
+    return {entry["id"]: entry for entry in entries}
+
+
+def statuses(result):
+    return {h["id"]: h["status"] for h in result["hypotheses"]}
+
+
+def check_evidence(result, check_id):
+    """Return the evidence bodies of one check, joined."""
+    check = by_id(result["checks"])[check_id]
+    return "\n".join(item["body"] for item in check["evidence"])
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[[str], subprocess.Popen[str]]]:
+    """Start Python programs that print 'ready' when set up; kill them all at teardown."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(code: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True
+        )
+        started.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def memory_cgroup(limit_bytes: int) -> Path:
+    """Make a child memory cgroup (v1 or v2) of this process's own, limited to ``limit_bytes``."""
+    if os.geteuid() != 0:
+        unavailable("making a memory cgroup needs root")
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            parent, limit = Path("/sys/fs/cgroup/memory") / path.lstrip("/"), "limit_in_bytes"
+            break
+    else:
+        parent, limit = Path("/sys/fs/cgroup") / line.split(":", 2)[2].lstrip("/"), "max"
+    group = parent / f"runbook-oom-{os.getpid()}"
+    try:
+        group.mkdir()
+        (group / f"memory.{limit}").write_text(str(limit_bytes))
+    except OSError as exc:
+        unavailable(f"cannot make a memory cgroup under {parent}: {exc}")
+    return group
+
+
+def test_a_process_that_keeps_growing_is_ruled_in_as_a_leak(project, spawn):
+    grower = spawn(GROWER)
+    result, data = project.run_json("high-memory", *FAST, *FRESH_OOM)
+    assert (data["runbook"]["name"], data["runbook"]["title"]) == (
+        "high-memory",
+        "High memory usage",
+    )
+    found = statuses(data)
+    assert list(found) == HYPOTHESES
+    assert found["memory-leak"] == "ruled_in", by_id(data["checks"])
+    [reason] = by_id(data["hypotheses"])["memory-leak"]["evidence"]
+    match = re.search(rf"pid {grower.pid} \(.*\) grew (\d+) MiB in 1 s \(([\d.]+) MiB/s\)", reason)
+    assert match, reason
+    assert 20 <= int(match[1]) <= 80 and 20 <= float(match[2]) <= 80, reason
+    assert str(grower.pid) in check_evidence(data, "no_process_keeps_growing")
+    checks = by_id(data["checks"])
+    assert checks["no_process_holds_most_memory"]["outcome"] == "passed"  # 600 MiB at most
+    assert found["swap-thrashing"] == found["page-cache"] == found["oom-kills"] == "ruled_out"
+    assert by_id(data["actions"])["restart_service"]["status"] == "planned"
+    assert not [command for command in data["commands"] if command["blocked"]]
+    assert result.exit_code == 1
+
+
+def test_a_process_holding_a_share_of_memory_is_ruled_in(project, spawn):
+    holder = spawn(HOLDER)
+    result, data = project.run_json(
+        "high-memory", *FAST, *FRESH_OOM, "--param", "process_memory_percent=3"
+    )
+    found = statuses(data)
+    assert found["memory-leak"] == "ruled_in"
+    [reason] = by_id(data["hypotheses"])["memory-leak"]["evidence"]
+    match = re.search(rf"python3 \(pid {holder.pid}\) holds (\d+) MiB \((\d+)% of memory", reason)
+    assert match, reason
+    assert 1024 <= int(match[1]) < 1100, reason
+    checks = by_id(data["checks"])
+    assert checks["no_process_keeps_growing"]["outcome"] == "passed"  # it holds, not grows
+    assert checks["no_process_holds_most_memory"]["outcome"] == "failed"
+    assert found["swap-thrashing"] == found["page-cache"] == found["oom-kills"] == "ruled_out"
+    assert result.exit_code == 1
+
+
+def test_memory_full_of_page_cache_is_ruled_in_as_cache(project, tmp_path):
+    # 24 GiB cannot be filled with cache in a test: read 512 MiB, then set the "low free"
+    # line above what is free, and check that the cache is really what the check saw.
+    big = tmp_path / "big.bin"
+    block = b"x" * (1 << 20)
+    with big.open("wb") as out:
+        for _ in range(512):
+            out.write(block)
+    subprocess.run(f"cat {big} > /dev/null", shell=True, check=True)
+    result, data = project.run_json(
+        "high-memory", *FAST, *FRESH_OOM, "--param", "cache_free_percent=99.9"
+    )
+    found = statuses(data)
+    assert found["page-cache"] == "ruled_in"
+    [reason] = by_id(data["hypotheses"])["page-cache"]["evidence"]
+    match = re.search(r"but (\d+)% is available: (\d+) MiB is page cache", reason)
+    assert match, reason
+    assert int(match[1]) >= 30 and int(match[2]) >= 512, reason
+    assert "do not drop caches" in reason
+    assert "reclaimable_cache" in check_evidence(data, "memory_is_really_used")
+    assert found["memory-leak"] == found["swap-thrashing"] == "ruled_out"
+    assert by_id(data["checks"])["memory_available"]["outcome"] == "passed"
+    assert result.exit_code == 1
+
+
+def test_a_real_oom_kill_in_a_memory_cgroup_is_ruled_in(project):
+    group = memory_cgroup(64 << 20)
+    try:
+        victim = subprocess.Popen(
+            [
+                "sh",
+                "-c",
+                'echo $$ > "$1/cgroup.procs" && exec "$2" -c "$3"',
+                "sh",
+                str(group),
+                sys.executable,
+                "chunks = []\nwhile True: chunks.append(b'x' * (1 << 20))",
+            ]
+        )
+        assert victim.wait(timeout=30) == -9  # SIGKILL from the OOM killer
+    finally:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    result, data = project.run_json("high-memory", *FAST)
+    found = statuses(data)
+    assert found["oom-kills"] == "ruled_in", by_id(data["checks"])["no_recent_oom_kills"]
+    [reason] = by_id(data["hypotheses"])["oom-kills"]["evidence"]
+    assert re.search(rf"python3 \(pid {victim.pid}, \d+ MiB\) at its cgroup's memory limit", reason)
+    assert str(victim.pid) in check_evidence(data, "no_recent_oom_kills")
+    assert found["swap-thrashing"] == found["page-cache"] == "ruled_out"
+    assert by_id(data["actions"])["restart_service"]["status"] == "planned"
+    assert result.exit_code == 1
+
+
+def test_a_quiet_machine_rules_nothing_in(project):
+    # OOM kills of the last hour (the test above makes one) are really in the log.
+    log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    recent = [kill for kill in parse_oom_kills(log) if kill.seconds >= uptime - 3600]
+    result, data = project.run_json("high-memory", *FAST)
+    found = statuses(data)
+    assert found["memory-leak"] == found["page-cache"] == "ruled_out"
+    assert found["swap-thrashing"] == "ruled_out"
+    [reason] = by_id(data["hypotheses"])["swap-thrashing"]["evidence"]
+    assert reason == "no swap is configured, so the machine cannot thrash"
+    assert found["oom-kills"] == ("ruled_in" if recent else "ruled_out")
+    assert by_id(data["checks"])["memory_available"]["outcome"] == "passed"
+    assert not [command for command in data["commands"] if command["blocked"]]
+    if not recent:
+        assert {a["status"] for a in data["actions"]} == {"not_needed"}
+        assert result.exit_code == 0, result.output
+
+
+def test_high_memory_lints_and_dry_runs_cleanly(project):
+    lint = project.run("lint", "high-memory")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    dry = project.run("run", "high-memory", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    for name in ("no_process_keeps_growing", "no_recent_oom_kills", "restart_service"):
+        assert name in dry.stdout
+
+
+def test_high_memory_over_ssh_sees_the_leak_and_says_why_oom_is_unknown(
+    project, sshd: SSHServer, ssh_keys, tmp_path, monkeypatch, spawn
+):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    write_known_hosts(project.root / "known_hosts", sshd.host_key_line("127.0.0.2"))
+    write_ssh_config(
+        project.root / "ssh_config",
+        f"Host *\n  User {sshd.user}\n  IdentityFile {ssh_keys['good']}\n",
+    )
+    project.write(
+        "runbook.toml",
+        'ssh_config = "ssh_config"\nknown_hosts = "known_hosts"\nconnect_timeout = 3\n',
+    )
+    grower = spawn(GROWER)  # ps shows every user's processes to the login user
+    done = project.run(
+        "run", "high-memory", "-H", f"127.0.0.2:{sshd.port}", *FAST, "--json", "result.json"
+    )
+    data = json.loads((project.root / "result.json").read_text())
+    assert data["hosts"][0]["status"] == "ok", done.stdout + done.stderr
+    found = statuses(data)
+    assert found["memory-leak"] == "ruled_in", done.stdout
+    [reason] = by_id(data["hypotheses"])["memory-leak"]["evidence"]
+    assert f"pid {grower.pid} (" in reason
+    assert found["swap-thrashing"] == found["page-cache"] == "ruled_out"
+    oom = by_id(data["checks"])["no_recent_oom_kills"]
+    restricted = Path("/proc/sys/kernel/dmesg_restrict").read_text().strip() == "1"
+    if restricted and not Path("/var/log/journal").exists():  # so on this machine
+        assert found["oom-kills"] == "inconclusive", oom
+        assert oom["message"].startswith("cannot read the kernel log (dmesg: ")
+        assert "run as root" in oom["message"]
+    assert not [command for command in data["commands"] if command["blocked"]]
+    assert done.returncode == 1
