@@ -1,0 +1,336 @@
+"""The built-in connection-exhaustion runbook against real faults on 127.0.0.1.
+
+Each fault is real: a child process that holds thousands of TCP connections to its own
+listener (with RLIMIT_NOFILE raised for it, not for pytest), a pile of TIME_WAIT sockets
+left by connections this test opens and closes first, and a child that lowers its own
+open-files soft limit to 256 and opens 240 files. The connection holder closes with
+SO_LINGER 0 (RST), leaving no TIME_WAIT sockets behind; the TIME_WAIT test runs last, so
+its 1,200 sockets (they wait 60 s) cannot reach the default threshold (5,000) of the
+tests before it unless the file runs four times within a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import resource
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from collections.abc import Iterator
+
+import pytest
+from sshd import USER
+from sshd import SSHServer
+from sshd import unavailable
+from sshd import write_known_hosts
+from sshd import write_ssh_config
+
+from runbook.guard import check_command
+from runbooks.connection_exhaustion import parse_accept_queues
+from runbooks.connection_exhaustion import parse_denied
+from runbooks.connection_exhaustion import parse_fd_counts
+from runbooks.connection_exhaustion import parse_fd_limits
+from runbooks.connection_exhaustion import parse_sockets
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+HYPOTHESES = ["too-many-connections", "fd-limit", "postgres-max-connections"]
+CONNECTIONS = 2000
+
+CONNECTOR = """
+import resource, socket, struct, sys, time
+count = int(sys.argv[1])
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(128)
+held = []
+for _ in range(count):
+    client = socket.create_connection(listener.getsockname())
+    # Reset on exit instead of leaving TIME_WAIT sockets for the next tests.
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    server, _ = listener.accept()
+    held += [client, server]
+print("ready", listener.getsockname()[1], flush=True)
+time.sleep(120)
+"""
+
+FD_HOG = """
+import resource, sys, time
+soft, count = int(sys.argv[1]), int(sys.argv[2])
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+held = [open("/dev/null") for _ in range(count)]
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def by_id(entries):
+    return {entry["id"]: entry for entry in entries}
+
+
+def statuses(result):
+    return {h["id"]: h["status"] for h in result["hypotheses"]}
+
+
+def check_evidence(result, check_id):
+    """Return the evidence bodies of one check, joined."""
+    check = by_id(result["checks"])[check_id]
+    return "\n".join(item["body"] for item in check["evidence"])
+
+
+def assert_read_only(data):
+    """No command was blocked, and each one the runbook ran passes the read-only guard."""
+    assert not [command for command in data["commands"] if command["blocked"]]
+    for command in data["commands"]:
+        check_command(command["command"], None)
+
+
+@pytest.fixture
+def child() -> Iterator[Callable[..., tuple[subprocess.Popen[str], list[str]]]]:
+    """Start Python children that print ``ready ...`` when their fault is in place."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(
+        script: str, *args: object, user: str | None = None
+    ) -> tuple[subprocess.Popen[str], list[str]]:
+        python = sys.executable
+        if user is not None:
+            # This test's interpreter may sit where other users cannot run it (/root).
+            python = SYSTEM_PYTHON
+            if not os.access(python, os.X_OK):
+                unavailable(f"{python} is needed to run a process as {user}")
+        process = subprocess.Popen(
+            [python, "-c", script, *map(str, args)],
+            stdout=subprocess.PIPE,
+            text=True,
+            user=user,
+            group=None if user is None else pwd.getpwnam(user).pw_gid,
+            extra_groups=None if user is None else [],
+        )
+        started.append(process)
+        assert process.stdout is not None
+        words = process.stdout.readline().split()
+        assert words[:1] == ["ready"], process.wait()
+        return process, words[1:]
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def time_wait_to(port: int) -> int:
+    listing = subprocess.run(
+        ["ss", "-tanH", "state", "time-wait", "dst", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return len(listing.stdout.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "expected"),
+    [
+        (
+            parse_sockets,
+            'ESTAB 0 0 127.0.0.1:42104 127.0.0.1:51637 users:(("python3",pid=21188,fd=4))\n'
+            "TIME-WAIT 0 0 [::1]:80 [::1]:5000\nshort line\n",
+            [
+                {
+                    "state": "ESTAB",
+                    "local": "127.0.0.1:42104",
+                    "peer": "127.0.0.1:51637",
+                    "process": "python3 (pid 21188)",
+                },
+                {"state": "TIME-WAIT", "local": "[::1]:80", "peer": "[::1]:5000", "process": ""},
+            ],
+        ),
+        (parse_accept_queues, "LISTEN 129 128 0.0.0.0:80 0.0.0.0:*\n", [("0.0.0.0:80", 129, 128)]),
+        (parse_fd_counts, "    243 /proc/4242/fd\n      4 /proc/1/fd\n", {4242: 243, 1: 4}),
+        (
+            parse_fd_limits,
+            "/proc/1/limits:Max open files            1024                 4096   files\n"
+            "/proc/2/limits:Max open files            unlimited            unlimited files\n",
+            {1: 1024, 2: None},
+        ),
+        (
+            parse_denied,
+            "find: '/proc/1/fd': Permission denied\n"
+            "find: \u2018/proc/7/fd\u2019: Permission denied\n"
+            "find: '/proc/9/fd': No such file or directory\n",
+            ["/proc/1", "/proc/7"],
+        ),
+    ],
+)
+def test_parsers(parse, text, expected):
+    assert parse(text) == expected
+
+
+def test_a_quiet_machine_rules_nothing_in(project):
+    baseline = subprocess.run(["ss", "-tanH"], capture_output=True, text=True, check=True)
+    result, data = project.run_json("connection-exhaustion")
+    assert (data["runbook"]["name"], data["runbook"]["title"]) == (
+        "connection-exhaustion",
+        "Connection exhaustion",
+    )
+    found = statuses(data)
+    assert list(found) == HYPOTHESES
+    assert found["too-many-connections"] == "ruled_out", baseline.stdout[-2000:]
+    # Root may still be denied some processes' descriptors (a sandbox's pid 1).
+    assert found["fd-limit"] in ("ruled_out", "inconclusive")
+    assert found["postgres-max-connections"] == "untested"
+    checks = by_id(data["checks"])
+    assert checks["connections_are_accepted"]["outcome"] == "passed"
+    assert "TCP sockets by state" in {
+        item["title"] for item in checks["tcp_connections_within_limits"]["evidence"]
+    }
+    assert {a["status"] for a in data["actions"]} == {"not_needed"}
+    assert_read_only(data)
+    assert result.exit_code == 0, result.output
+
+
+def test_thousands_of_connections_are_ruled_in_with_their_port_and_process(project, child):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2 * CONNECTIONS + 100:
+        unavailable(f"the open-files hard limit ({hard}) is too low to hold {CONNECTIONS}")
+    process, [port] = child(CONNECTOR, CONNECTIONS)
+    result, data = project.run_json(
+        "connection-exhaustion",
+        "--param",
+        "connections_threshold=3000",
+        "--param",
+        "time_wait_threshold=1000000",
+    )
+    found = statuses(data)
+    assert found["too-many-connections"] == "ruled_in", data["checks"]
+    [reason] = by_id(data["hypotheses"])["too-many-connections"]["evidence"]
+    assert "(threshold 3000)" in reason and " ESTAB" in reason, reason
+    assert f"top local 127.0.0.1:{port} ({CONNECTIONS})" in reason, reason
+    assert f"top remote 127.0.0.1:{port} ({CONNECTIONS})" in reason, reason
+    assert f"held most by python3 (pid {process.pid}) ({2 * CONNECTIONS})" in reason, reason
+    table = check_evidence(data, "tcp_connections_within_limits")
+    assert f"127.0.0.1:{port}" in table and str(process.pid) in table
+    assert found["fd-limit"] != "ruled_in"  # it raised its own limit first
+    assert by_id(data["actions"])["restart_service"]["status"] == "planned"
+    assert_read_only(data)
+    assert result.exit_code == 1
+
+
+def test_a_process_near_its_open_files_limit_is_ruled_in(project, child):
+    process, _ = child(FD_HOG, 256, 240)
+    result, data = project.run_json("connection-exhaustion")
+    found = statuses(data)
+    assert found["fd-limit"] == "ruled_in", data["checks"]
+    [reason] = by_id(data["hypotheses"])["fd-limit"]["evidence"]
+    assert f"python3 (pid {process.pid}) has 24" in reason, reason
+    assert "of its limit of 256 (threshold 90%)" in reason, reason
+    table = check_evidence(data, "processes_below_open_files_limit")
+    assert str(process.pid) in table and "256" in table
+    assert found["too-many-connections"] == "ruled_out"
+    assert by_id(data["actions"])["restart_service"]["status"] == "planned"
+    assert_read_only(data)
+    assert result.exit_code == 1
+
+
+def test_the_postgres_check_is_skipped_without_a_dsn_and_inconclusive_with_one(project):
+    _, data = project.run_json("connection-exhaustion")
+    check = by_id(data["checks"])["postgres_below_max_connections"]
+    assert (check["outcome"], check["message"]) == ("skipped", "no pg_dsn configured")
+    assert statuses(data)["postgres-max-connections"] == "untested"
+    _, data = project.run_json("connection-exhaustion", "--param", "pg_dsn=postgresql://db/app")
+    check = by_id(data["checks"])["postgres_below_max_connections"]
+    assert check["verdict"] == "inconclusive"
+    assert "the postgres plugin is needed" in check["message"]
+    assert statuses(data)["postgres-max-connections"] == "inconclusive"
+
+
+def test_connection_exhaustion_lints_and_dry_runs_cleanly(project):
+    lint = project.run("lint", "connection-exhaustion")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    dry = project.run("run", "connection-exhaustion", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    for name in ("processes_below_open_files_limit", "restart_service", *HYPOTHESES):
+        assert name in dry.stdout
+
+
+def test_connection_exhaustion_over_ssh_names_the_remote_users_process(
+    project, sshd: SSHServer, ssh_keys, tmp_path, monkeypatch, child
+):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    write_known_hosts(project.root / "known_hosts", sshd.host_key_line("127.0.0.2"))
+    write_ssh_config(
+        project.root / "ssh_config",
+        f"Host *\n  User {sshd.user}\n  IdentityFile {ssh_keys['good']}\n",
+    )
+    project.write(
+        "runbook.toml",
+        'ssh_config = "ssh_config"\nknown_hosts = "known_hosts"\nconnect_timeout = 3\n',
+    )
+    # The login user sees its own processes' descriptors only: the hog runs as that user.
+    process, _ = child(FD_HOG, 256, 240, user=USER)
+    done = project.run(
+        "run", "connection-exhaustion", "-H", f"127.0.0.2:{sshd.port}", "--json", "result.json"
+    )
+    data = json.loads((project.root / "result.json").read_text())
+    assert data["hosts"][0]["status"] == "ok", done.stdout + done.stderr
+    found = statuses(data)
+    assert found["fd-limit"] == "ruled_in", done.stdout
+    [reason] = by_id(data["hypotheses"])["fd-limit"]["evidence"]
+    assert f"(pid {process.pid}) has 24" in reason, reason
+    assert found["too-many-connections"] == "ruled_out"
+    assert_read_only(data)
+    assert done.returncode == 1
+    # Without the hog, root's processes stay unreadable: inconclusive, not ruled out.
+    process.kill()
+    process.wait()
+    project.run(
+        "run", "connection-exhaustion", "-H", f"127.0.0.2:{sshd.port}", "--json", "result.json"
+    )
+    data = json.loads((project.root / "result.json").read_text())
+    assert statuses(data)["fd-limit"] == "inconclusive"
+    check = by_id(data["checks"])["processes_below_open_files_limit"]
+    assert check["verdict"] == "inconclusive"
+    message = check["message"]
+    assert "could not be read" in message and "run as root" in message, message
+
+
+def test_a_time_wait_pile_up_is_ruled_in(project):
+    piles = 1200
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+        for _ in range(piles):
+            client = socket.create_connection(("127.0.0.1", port))
+            server, _ = listener.accept()
+            client.close()  # the side that closes first waits in TIME_WAIT
+            server.close()
+    assert time_wait_to(port) >= piles
+    result, data = project.run_json(
+        "connection-exhaustion",
+        "--param",
+        "time_wait_threshold=1000",
+        "--param",
+        "connections_threshold=1000000",
+    )
+    found = statuses(data)
+    assert found["too-many-connections"] == "ruled_in", data["checks"]
+    [reason] = by_id(data["hypotheses"])["too-many-connections"]["evidence"]
+    assert "sockets in TIME-WAIT (threshold 1000)" in reason, reason
+    # Piles from earlier runs may still wait: the top three destinations are named.
+    assert f"127.0.0.1:{port} ({piles})" in reason.partition("most to ")[2], reason
+    assert found["fd-limit"] != "ruled_in"
+    assert "TIME-WAIT" in check_evidence(data, "tcp_connections_within_limits")
+    assert_read_only(data)
+    assert result.exit_code == 1
