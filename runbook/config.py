@@ -33,6 +33,8 @@ DEFAULT_PLUGINS = (
     "runbook.jsonresult",
     "runbook.plugins.system",
     "runbook.plugins.http",
+    "runbook.plugins.postgres",
+    "runbook.plugins.logs",
 )
 
 CONFIG_FILES = ("runbook.toml", "pyproject.toml")
@@ -138,6 +140,8 @@ def load_config(options: Mapping[str, Any] | None = None, start: Path | None = N
     rootdir, inifile, values = find_config((start or Path.cwd()).resolve())
     config = Config(rootdir, inifile, values, make_pluginmanager(), dict(options or {}))
     for name in _strings(values.get("plugins", []), "plugins"):
+        if config.pluginmanager.has_plugin(name):
+            continue  # a built-in plugin named again: it is already there
         config.pluginmanager.register(_load_plugin(config, name), name)
     return config
 

@@ -15,7 +15,7 @@ from click.testing import Result
 
 from runbook.cli import cli
 
-pytest_plugins = ["sshd"]
+pytest_plugins = ["sshd", "pg"]
 
 
 class Project:

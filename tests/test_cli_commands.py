@@ -206,3 +206,10 @@ def test_misspelled_hook_fails_at_startup(project):
     result = project.invoke("list")
     assert result.exit_code == 4
     assert "unknown hook 'runbook_run_finishd'" in result.output
+
+
+def test_naming_a_built_in_plugin_in_the_configuration_is_harmless(project):
+    project.write("runbook.toml", 'plugins = ["runbook.plugins.http", "runbook.plugins.logs"]\n')
+    result = project.invoke("plugins")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines().count("runbook.plugins.logs") == 1

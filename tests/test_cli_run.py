@@ -612,7 +612,7 @@ def test_every_read_only_extension_shows_in_the_report(project):
 
 
 def test_a_run_without_extensions_says_nothing_about_them(project):
-    project.runbook("plain", 'from runbook import check\n\n@check\ndef c(host):\n    pass\n')
+    project.runbook("plain", "from runbook import check\n\n@check\ndef c(host):\n    pass\n")
     _, data = project.run_json("plain")
     assert data["read_only_extensions"] == []
     assert "Read-only extensions" not in (project.root / "plain.md").read_text()

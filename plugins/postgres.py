@@ -1,0 +1,424 @@
+"""The ``postgres`` fixture: read-only PostgreSQL queries and health helpers.
+
+Unlike the ``http`` probes, the client connects from *this* machine (with
+psycopg), whatever the current target is: the DSN names the database. It
+comes from the ``pg_dsn`` parameter of the runbook, or when that is empty
+from the ``PG*`` environment variables libpq reads.
+
+Read-only at two layers:
+
+1. the client refuses, before anything is sent, every statement that is not a
+   plain read: one ``SELECT``, ``SHOW``, ``EXPLAIN`` (without ``ANALYZE``) or
+   ``WITH ... SELECT``, calling none of the functions in ``REFUSED_FUNCTIONS``
+   (cancelling or terminating backends, ``set_config``, sequences, large
+   objects, ``dblink`` ...). It raises ``ReadOnlyViolation`` with the reason;
+2. every statement runs inside ``BEGIN READ ONLY`` ... ``ROLLBACK`` (never
+   ``default_transaction_read_only``, which a plain ``SET`` undoes), and the
+   transaction takes its snapshot before the statement, so it cannot be
+   turned read-write. PostgreSQL's refusal also becomes ``ReadOnlyViolation``.
+
+Neither layer stops a function that *reads* as a SELECT and writes anyway (a
+user-defined function that calls ``pg_terminate_backend``): connect as a role
+with ``pg_monitor`` only, not a superuser. The password is never shown: it is
+scrubbed from every error the client raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from typing import Any
+
+from runbook import ReadOnlyViolation
+from runbook import fixture
+
+if TYPE_CHECKING:
+    import psycopg
+
+#: The statements the client sends: their first keyword.
+READ_STATEMENTS = frozenset({"select", "show", "explain", "with"})
+#: Functions that change state (or reach outside the database) although called from a SELECT.
+REFUSED_FUNCTIONS = {
+    "pg_cancel_backend": "cancels another session's query",
+    "pg_terminate_backend": "terminates another session",
+    "set_config": "changes a setting",
+    "nextval": "advances a sequence",
+    "setval": "sets a sequence",
+    "pg_reload_conf": "reloads the server configuration",
+    "pg_rotate_logfile": "rotates the server log",
+    "pg_switch_wal": "switches the WAL file",
+    "pg_promote": "promotes a standby",
+    "pg_create_restore_point": "writes a WAL record",
+    "pg_notify": "sends a notification",
+    "pg_advisory_lock": "takes an advisory lock",
+    "pg_advisory_xact_lock": "takes an advisory lock",
+    "pg_try_advisory_lock": "takes an advisory lock",
+    "pg_file_write": "writes a server file",
+    "txid_current": "assigns a transaction id",
+    "pg_current_xact_id": "assigns a transaction id",
+}
+#: Name prefixes refused the same way: large objects, dblink, replication slots and origins.
+REFUSED_PREFIXES = {
+    "lo_": "uses large objects (lo_import and lo_export reach the server's files)",
+    "dblink": "runs statements on another connection (dblink)",
+    "pg_create_": "creates a replication slot",
+    "pg_drop_replication": "drops a replication slot",
+    "pg_replication_origin": "changes replication origins",
+    "pg_stat_reset": "resets statistics",
+    "pg_wal_replay": "pauses or resumes WAL replay",
+    "pg_backup": "starts or stops a backup",
+    "pg_start_backup": "starts a backup",
+    "pg_stop_backup": "stops a backup",
+}
+#: Words that make a SELECT, WITH or EXPLAIN write, lock rows or run the statement.
+REFUSED_WORDS = {
+    "insert": "writes rows",
+    "update": "writes or locks rows",
+    "delete": "deletes rows",
+    "merge": "writes rows",
+    "truncate": "empties tables",
+    "into": "SELECT INTO creates a table",
+    "share": "FOR SHARE locks rows",
+    "analyze": "EXPLAIN ANALYZE runs the statement",
+    "analyse": "EXPLAIN ANALYSE runs the statement",
+    "copy": "COPY reads or writes files and can run programs",
+    "call": "CALL runs a procedure",
+    "do": "DO runs a code block",
+}
+#: Why a statement starting with one of these words is refused (others get a general reason).
+REFUSED_STATEMENTS = {
+    "copy": "COPY reads or writes server files and can run programs (TO PROGRAM)",
+    "set": "SET changes session settings (it could make the transaction read-write)",
+    "reset": "RESET changes session settings",
+    "begin": "transactions are managed by the client (BEGIN READ ONLY)",
+    "start": "transactions are managed by the client (BEGIN READ ONLY)",
+    "commit": "transactions are managed by the client",
+    "rollback": "transactions are managed by the client",
+    "end": "transactions are managed by the client",
+    "savepoint": "transactions are managed by the client",
+    "do": "DO runs procedural code",
+    "call": "CALL runs a procedure",
+    "vacuum": "VACUUM changes tables",
+    "analyze": "ANALYZE writes statistics",
+    "lock": "LOCK takes a table lock",
+    "listen": "LISTEN changes session state",
+    "notify": "NOTIFY sends a notification",
+}
+_PG_ENV = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGDATABASE")
+# Tokens: comments, literals and identifiers, so that words inside them are not mistaken.
+_TOKEN = re.compile(
+    r"""
+    (?P<comment>--[^\n]*|/\*)
+    |(?P<dollar>\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$)
+    |(?P<unicode>[Uu]&["'])
+    |(?P<string>[EeBbXxNn]?'(?:''|\\.|[^'\\])*')
+    |(?P<quoted>"(?:""|[^"])*")
+    |(?P<word>[A-Za-z_][A-Za-z_0-9$]*)
+    |(?P<semicolon>;)
+    """,
+    re.X | re.S,
+)
+
+
+def read_only_refusal(sql: str) -> str | None:
+    """Return why ``sql`` is not a plain read the client may send, or None when it is.
+
+    Comments and literals are set aside first, so a word inside a string does
+    not count and one inside a comment cannot hide. Double-quoted identifiers
+    count as words (``"pg_cancel_backend"(1)`` is refused).
+    """
+    words: list[str] = []
+    position, statements, after_semicolon = 0, 1, False
+    while position < len(sql):
+        match = _TOKEN.search(sql, position)
+        if match is None:
+            break
+        kind, text = match.lastgroup, match[0]
+        position = match.end()
+        if kind == "comment" and text == "/*":
+            depth = 1
+            while depth and position < len(sql):
+                nested = re.compile(r"/\*|\*/").search(sql, position)
+                if nested is None:
+                    return "an unterminated /* comment"
+                depth += 1 if nested[0] == "/*" else -1
+                position = nested.end()
+            continue
+        if kind == "comment":
+            continue
+        if kind == "unicode":
+            return "Unicode-escaped (U&) strings and identifiers are not accepted"
+        if kind == "dollar":
+            end = sql.find(text, position)
+            if end < 0:
+                return "an unterminated dollar-quoted string"
+            position = end + len(text)
+            continue
+        if after_semicolon:
+            statements += 1
+            after_semicolon = False
+        if kind == "semicolon":
+            after_semicolon = True
+            continue
+        if kind == "quoted":
+            words.append(text[1:-1].replace('""', '"').lower())
+        elif kind == "word":
+            words.append(text.lower())
+    if statements > 1:
+        return "several statements in one string; send one at a time"
+    if not words:
+        return "an empty statement"
+    first = words[0]
+    if first not in READ_STATEMENTS:
+        reason = REFUSED_STATEMENTS.get(first, "only SELECT, SHOW, EXPLAIN and WITH ... SELECT")
+        return f"{first.upper()} is not a plain read: {reason}"
+    for word in words:
+        if word in REFUSED_FUNCTIONS:
+            return f"{word} {REFUSED_FUNCTIONS[word]}"
+        for prefix, reason in REFUSED_PREFIXES.items():
+            if word.startswith(prefix):
+                return f"{word} {reason}"
+        if word in REFUSED_WORDS:
+            return f"{word.upper()}: {REFUSED_WORDS[word]}"
+    return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionUsage:
+    """Client connections to the server against ``max_connections``."""
+
+    total: int
+    max_connections: int
+    #: Connection slots kept for superusers (``superuser_reserved_connections``).
+    reserved: int
+    #: Connections by state: active, idle, idle in transaction ...
+    by_state: dict[str, int]
+
+    @property
+    def percent(self) -> float:
+        """Return the connections in use as a percentage of ``max_connections``."""
+        return 100.0 * self.total / self.max_connections if self.max_connections else 0.0
+
+
+class PostgresClient:
+    """Read-only queries against one PostgreSQL database (the ``postgres`` fixture).
+
+    The connection opens on the first query and closes with the fixture, so a
+    runbook can check ``is_configured`` (and skip) without connecting.
+    """
+
+    def __init__(self, dsn: str = "", *, statement_timeout: float = 10.0) -> None:
+        self._dsn = dsn
+        self.statement_timeout = statement_timeout
+        self._connection: psycopg.Connection[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<PostgresClient {self.where}>"
+
+    @property
+    def is_configured(self) -> bool:
+        """True when a DSN was given or the environment names a server or database."""
+        return bool(self._dsn) or any(os.environ.get(name) for name in _PG_ENV)
+
+    @property
+    def where(self) -> str:
+        """The server and database, as ``host:port/dbname`` (no user, no password)."""
+        settings = self._settings()
+        host = settings.get("host") or settings.get("hostaddr") or os.environ.get("PGHOST", "")
+        port = settings.get("port") or os.environ.get("PGPORT", "5432")
+        database = settings.get("dbname") or os.environ.get("PGDATABASE", "")
+        return f"{host or 'localhost'}:{port}/{database}"
+
+    def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        """Run one plain read and return its rows as dicts.
+
+        Raise ``ReadOnlyViolation`` (sending nothing) unless ``sql`` is one
+        ``SELECT``, ``SHOW``, ``EXPLAIN`` without ``ANALYZE`` or ``WITH ... SELECT``
+        that calls no refused function. ``params`` fill ``%s`` placeholders.
+        """
+        reason = read_only_refusal(sql)
+        if reason is not None:
+            raise ReadOnlyViolation(
+                " ".join(sql.split())[:200],
+                reason,
+                "the postgres fixture sends plain reads only",
+            )
+        return self._execute(sql, params)
+
+    def connections(self) -> ConnectionUsage:
+        """Count client connections by state, against ``max_connections``."""
+        rows = self.query(
+            "SELECT coalesce(state, 'unknown') AS state, count(*) AS n,"
+            " current_setting('max_connections')::int AS max_connections,"
+            " current_setting('superuser_reserved_connections')::int AS reserved"
+            " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            " GROUP BY 1 ORDER BY 2 DESC"
+        )
+        by_state = {row["state"]: int(row["n"]) for row in rows}
+        first = rows[0]  # our own connection is one of them
+        return ConnectionUsage(
+            sum(by_state.values()), first["max_connections"], first["reserved"], by_state
+        )
+
+    def long_running_queries(self, min_seconds: float) -> list[dict[str, Any]]:
+        """Return the statements running for ``min_seconds`` or more, longest first.
+
+        Idle sessions are left out; ``idle in transaction`` ones count from their
+        last statement. The client's own session is left out.
+        """
+        return self.query(
+            "SELECT pid, usename AS user, datname AS database, state,"
+            " round(extract(epoch FROM clock_timestamp() - query_start)::numeric, 1)::float8"
+            " AS duration_s, wait_event_type AS waiting_on, left(query, 200) AS query"
+            " FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND state IS DISTINCT FROM 'idle'"
+            " AND pid <> pg_backend_pid()"
+            " AND clock_timestamp() - query_start >= make_interval(secs => %s)"
+            " ORDER BY query_start",
+            (min_seconds,),
+        )
+
+    def lock_waits(self) -> list[dict[str, Any]]:
+        """Return one row per (waiting session, blocking session) pair, longest wait first."""
+        return self.query(
+            "SELECT w.pid AS waiting_pid,"
+            " round(extract(epoch FROM clock_timestamp() - w.query_start)::numeric, 1)::float8"
+            " AS waiting_s, left(w.query, 200) AS waiting_query,"
+            " (SELECT l.mode || ' on ' || coalesce(l.relation::regclass::text, l.locktype)"
+            "  FROM pg_locks l WHERE l.pid = w.pid AND NOT l.granted LIMIT 1) AS wants,"
+            " b.pid AS blocking_pid, b.state AS blocking_state,"
+            " left(b.query, 200) AS blocking_query"
+            " FROM pg_stat_activity w"
+            " CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocker(pid)"
+            " JOIN pg_stat_activity b ON b.pid = blocker.pid"
+            " ORDER BY w.query_start, b.pid"
+        )
+
+    def cache_hit_ratio(self) -> tuple[float | None, int]:
+        """Return the buffer cache hit ratio of the current database and the blocks behind it.
+
+        The ratio is ``blks_hit / (blks_hit + blks_read)`` since the statistics
+        were last reset; None when no block was read or hit yet.
+        """
+        [row] = self.query(
+            "SELECT blks_hit, blks_read FROM pg_stat_database WHERE datname = current_database()"
+        )
+        hit, read = int(row["blks_hit"]), int(row["blks_read"])
+        return (hit / (hit + read) if hit + read else None), hit + read
+
+    def replication_lag(self) -> list[dict[str, Any]]:
+        """Return the lag of each standby (on a primary) or of this standby's replay."""
+        [standby] = self.query("SELECT pg_is_in_recovery() AS standby")
+        if standby["standby"]:
+            return self.query(
+                "SELECT 'this standby' AS standby,"
+                " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
+                " AS replay_lag_s"
+            )
+        return self.query(
+            "SELECT application_name AS standby, client_addr::text, state,"
+            " extract(epoch FROM replay_lag)::float8 AS replay_lag_s"
+            " FROM pg_stat_replication ORDER BY application_name"
+        )
+
+    def cancel_backend(self, pid: int) -> bool:
+        """Cancel the running query of session ``pid``: a WRITE, for actions only.
+
+        This is the one deliberate bypass of the read-only client: it runs
+        ``pg_cancel_backend`` outside the read-only transaction. Checks must not
+        call it; the ``database-slow`` runbook calls it from its actions, which
+        run only with ``--execute`` and confirmation.
+        """
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_cancel_backend(%s) AS cancelled", (pid,))
+                row = cursor.fetchone()
+        except Exception as exc:
+            raise RuntimeError(self._scrub(f"cancelling pid {pid} failed: {exc}")) from None
+        return bool(row and row[0])
+
+    def close(self) -> None:
+        """Close the connection, if one was opened."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _execute(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        """Run ``sql`` inside ``BEGIN READ ONLY`` ... ``ROLLBACK``, with no text check.
+
+        The snapshot is taken (and read-only mode confirmed) before ``sql`` runs,
+        so ``sql`` cannot make the transaction read-write.
+        """
+        import psycopg
+        from psycopg.rows import dict_row
+
+        connection = self._connect()
+        try:
+            with connection.cursor(row_factory=dict_row) as cursor:
+                cursor.execute("BEGIN READ ONLY")
+                try:
+                    cursor.execute(
+                        "SELECT set_config('statement_timeout', %s, true),"
+                        " current_setting('transaction_read_only') AS read_only",
+                        (f"{int(self.statement_timeout * 1000)}ms",),
+                    )
+                    state = cursor.fetchone()
+                    if not state or state["read_only"] != "on":
+                        raise RuntimeError("PostgreSQL did not start a read-only transaction")
+                    cursor.execute(sql, params)
+                    return list(cursor.fetchall()) if cursor.description else []
+                finally:
+                    if not connection.closed:
+                        connection.execute("ROLLBACK")
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            raise ReadOnlyViolation(
+                " ".join(sql.split())[:200], self._scrub(f"PostgreSQL refused it: {exc}")
+            ) from exc
+        except psycopg.Error as exc:
+            raise RuntimeError(self._scrub(f"query on {self.where} failed: {exc}")) from None
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._connection is not None and not self._connection.closed:
+            return self._connection
+        import psycopg
+
+        if not self.is_configured:
+            raise RuntimeError("no PostgreSQL DSN configured (pg_dsn or PG* variables)")
+        try:
+            self._connection = psycopg.connect(
+                self._dsn, autocommit=True, connect_timeout=10, application_name="runbook"
+            )
+        except psycopg.Error as exc:
+            message = self._scrub(f"cannot connect to PostgreSQL at {self.where}: {exc}")
+            raise RuntimeError(message) from None
+        return self._connection
+
+    def _settings(self) -> dict[str, str]:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            return {key: str(value) for key, value in conninfo_to_dict(self._dsn).items()}
+        except psycopg.Error:  # an invalid DSN: connecting reports why (scrubbed)
+            return {}
+
+    def _scrub(self, text: str) -> str:
+        """Return ``text`` without the password (of the DSN or ``PGPASSWORD``) or the DSN."""
+        secrets = [self._dsn, self._settings().get("password", ""), os.environ.get("PGPASSWORD")]
+        for secret in sorted(filter(None, secrets), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+
+@fixture(scope="host")
+def postgres(params: Any) -> Iterator[PostgresClient]:
+    """A read-only PostgreSQL client, connecting from this machine to ``params.pg_dsn``."""
+    client = PostgresClient(getattr(params, "pg_dsn", "") or "")
+    try:
+        yield client
+    finally:
+        client.close()
