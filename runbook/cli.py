@@ -134,12 +134,18 @@ def _summary(runbook: Runbook) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("name")
-def show(name: str) -> int:
+@click.option("--markdown", is_flag=True, help="Print the runbook's reference page in Markdown.")
+def show(name: str, markdown: bool) -> int:
     """Show a runbook: hypotheses, checks, actions, parameters and description."""
     from tabulate import tabulate
 
     _, collection = setup()
     runbook = lookup(collection, name)
+    if markdown:
+        from runbook.runbookdoc import markdown_page
+
+        click.echo(markdown_page(runbook), nl=False)
+        return ExitCode.OK
     click.echo(f"{runbook.name}: {runbook.title}")
     click.echo(f"source: {runbook.source} ({runbook.path})")
     if runbook.tags or runbook.severity:

@@ -5,8 +5,10 @@ Symptoms: clients see "connection refused" or connect timeouts, a service logs E
 tell too many TCP connections (or a pile-up of TIME_WAIT sockets) from a process that
 is near its open-files limit, and PostgreSQL near ``max_connections``.
 
-The PostgreSQL check needs the postgres plugin, which does not exist yet: without a
-``pg_dsn`` parameter it is skipped, with one it ends inconclusive and says so.
+The PostgreSQL check reads ``pg_stat_activity`` through the ``postgres`` fixture
+(connecting from this machine to ``pg_dsn``, read-only): client connections against
+the slots ordinary roles may use (``max_connections`` minus
+``superuser_reserved_connections``). Without a ``pg_dsn`` parameter it is skipped.
 Without root, only the login user's own processes' descriptors can be counted: the
 open-files check then says inconclusive for the others instead of ruling them out.
 """
@@ -27,6 +29,8 @@ from runbook import rule_in
 from runbook import skip
 
 if TYPE_CHECKING:
+    from runbook.plugins.postgres import PostgresClient
+
     from runbook import CommandResult
     from runbook import Host
 
@@ -41,9 +45,13 @@ PARAMS = {
     "rows_listed": 10,
     # A PostgreSQL connection string; "" skips the max_connections check.
     "pg_dsn": "",
+    # Percent of the non-reserved connection slots in use at which PostgreSQL is near its limit.
+    "pg_connections_percent": 80.0,
     # The service that restart_service restarts (one holding the connections or files).
     "service": "",
 }
+# The DSN may hold a password: redacted in reports, JSON, cassettes and the audit log.
+SECRETS = ["pg_dsn"]
 TAGS = ["network", "tcp", "file-descriptors", "postgresql", "linux"]
 SEVERITY = "P1"
 
@@ -51,7 +59,7 @@ connections = hypothesis(
     "too-many-connections", "Too many TCP connections are open, or TIME_WAIT sockets pile up"
 )
 fd_limit = hypothesis("fd-limit", "A process is near its open-files limit (EMFILE)")
-postgres = hypothesis("postgres-max-connections", "PostgreSQL is near max_connections")
+pg_max_connections = hypothesis("postgres-max-connections", "PostgreSQL is near max_connections")
 
 _SS_PROCESS = re.compile(r'\("([^"]*)",pid=(\d+),')
 _FD_COUNT = re.compile(r"^\s*(\d+)\s+/proc/(\d+)/fd$")
@@ -261,15 +269,72 @@ def processes_below_open_files_limit(host: Host, params: Any) -> None:
         )
 
 
-@check(tests=postgres)
-def postgres_below_max_connections(params: Any) -> None:
-    """Rule ``postgres-max-connections`` in or out: needs the (future) postgres plugin."""
+_PG_CLIENTS = (
+    "SELECT coalesce(nullif(application_name, ''), '(none)') AS application,"
+    " coalesce(usename::text, '(none)') AS username,"
+    " coalesce(client_addr::text, 'local') AS client, count(*) AS n"
+    " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+    " GROUP BY 1, 2, 3"
+)
+
+
+def _pg_top(rows: list[dict[str, Any]], key: str, limit: int) -> Counter[str]:
+    counter: Counter[str] = Counter()
+    for row in rows:
+        counter[str(row[key])] += int(row["n"])
+    return Counter(dict(counter.most_common(limit)))
+
+
+@check(tests=pg_max_connections)
+def postgres_below_max_connections(postgres: PostgresClient, params: Any) -> None:
+    """Rule ``postgres-max-connections`` in at ``pg_connections_percent`` of the free slots.
+
+    The slots are ``max_connections`` minus ``superuser_reserved_connections``: the
+    connections ordinary roles may open before PostgreSQL refuses them.
+    """
     if not params.pg_dsn:
         skip("no pg_dsn configured")
-    inconclusive(
-        "the postgres plugin is needed to compare pg_stat_activity with max_connections; "
-        "it is not available yet"
+    usage = postgres.connections()
+    usable = max(usage.max_connections - usage.reserved, 1)
+    percent = 100.0 * usage.total / usable
+    evidence(
+        "PostgreSQL client connections",
+        [
+            {
+                "server": postgres.where,
+                "connections": usage.total,
+                "max_connections": usage.max_connections,
+                "superuser_reserved": usage.reserved,
+                "usable_slots": usable,
+                "percent": round(percent, 1),
+            }
+        ],
     )
+    evidence(
+        "PostgreSQL connections by state",
+        [{"state": state, "connections": n} for state, n in usage.by_state.items()],
+    )
+    clients = postgres.query(_PG_CLIENTS)
+    limit = params.rows_listed
+    tops = {
+        "application": _pg_top(clients, "application", limit),
+        "user": _pg_top(clients, "username", limit),
+        "client": _pg_top(clients, "client", limit),
+    }
+    for column, counter in tops.items():
+        evidence(
+            f"Top PostgreSQL {column}s by connections",
+            [{column: key, "connections": n} for key, n in counter.most_common(limit)] or "none",
+        )
+    if percent >= params.pg_connections_percent:
+        states = ", ".join(f"{n} {state}" for state, n in usage.by_state.items())
+        rule_in(
+            f"{usage.total} of {usable} connection slots in use on {postgres.where}"
+            f" ({percent:.0f}%, threshold {params.pg_connections_percent:g}%;"
+            f" max_connections {usage.max_connections} minus {usage.reserved} reserved"
+            f" for superusers): {states}; top application {_most(tops['application'])},"
+            f" user {_most(tops['user'])}, client {_most(tops['client'])}"
+        )
 
 
 @action(mitigates=[connections, fd_limit])

@@ -240,16 +240,75 @@ def test_a_process_near_its_open_files_limit_is_ruled_in(project, child):
     assert result.exit_code == 1
 
 
-def test_the_postgres_check_is_skipped_without_a_dsn_and_inconclusive_with_one(project):
+PG_ENV = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGDATABASE", "PGPASSWORD")
+
+
+@pytest.fixture
+def pg_quiet(pg, monkeypatch) -> list[str]:
+    """CLI arguments that point the runbook at the private cluster (tests/pg.py)."""
+    for name in PG_ENV:
+        monkeypatch.delenv(name, raising=False)
+    return ["--param", f"pg_dsn={pg.dsn()}"]
+
+
+def assert_no_password(project, pg, result, data, audit_log) -> None:
+    report = (project.root / "connection-exhaustion.md").read_text()
+    for text in (result.output, report, str(data), audit_log.read_text()):
+        assert pg.password not in text
+        assert pg.dsn() not in text
+    assert data["params"]["pg_dsn"] == "***"
+
+
+def test_the_postgres_check_is_skipped_without_a_dsn(project):
     _, data = project.run_json("connection-exhaustion")
     check = by_id(data["checks"])["postgres_below_max_connections"]
     assert (check["outcome"], check["message"]) == ("skipped", "no pg_dsn configured")
     assert statuses(data)["postgres-max-connections"] == "untested"
-    _, data = project.run_json("connection-exhaustion", "--param", "pg_dsn=postgresql://db/app")
+
+
+def test_a_quiet_postgres_is_ruled_out(project, pg, pg_quiet, private_audit_log):
+    result, data = project.run_json("connection-exhaustion", *pg_quiet)
     check = by_id(data["checks"])["postgres_below_max_connections"]
-    assert check["verdict"] == "inconclusive"
-    assert "the postgres plugin is needed" in check["message"]
-    assert statuses(data)["postgres-max-connections"] == "inconclusive"
+    assert check["outcome"] == "passed", check
+    assert statuses(data)["postgres-max-connections"] == "ruled_out"
+    body = check_evidence(data, "postgres_below_max_connections")
+    assert "runbook_monitor" in body and "max_connections" in body, body
+    assert_no_password(project, pg, result, data, private_audit_log)
+
+
+@pytest.fixture
+def many_pg_connections(pg) -> Iterator[list[object]]:
+    """24 idle superuser connections: with the runbook's own, 25 of max_connections=30."""
+    connections = [pg.connect() for _ in range(24)]
+    yield connections
+    for connection in connections:
+        connection.close()
+
+
+def test_postgres_near_max_connections_is_ruled_in_naming_the_counts(
+    project, pg, pg_quiet, many_pg_connections, private_audit_log
+):
+    result, data = project.run_json("connection-exhaustion", *pg_quiet)
+    assert statuses(data)["postgres-max-connections"] == "ruled_in", data["checks"]
+    [reason] = by_id(data["hypotheses"])["postgres-max-connections"]["evidence"]
+    assert reason.startswith(
+        f"25 of 27 connection slots in use on 127.0.0.1:{pg.port}/runbook_test"
+        " (93%, threshold 80%; max_connections 30 minus 3 reserved for superusers): "
+    ), reason
+    assert "24 idle" in reason and "1 active" in reason, reason
+    assert reason.endswith(
+        "; top application (none) (24), user postgres (24), client local (24)"
+    ), reason
+    body = check_evidence(data, "postgres_below_max_connections")
+    for word in ("runbook_monitor", "127.0.0.1", "postgres", "usable_slots", "idle"):
+        assert word in body, body
+    assert result.exit_code == 1
+    assert_no_password(project, pg, result, data, private_audit_log)
+    # A higher threshold rules it out again.
+    _, data = project.run_json(
+        "connection-exhaustion", *pg_quiet, "--param", "pg_connections_percent=95"
+    )
+    assert statuses(data)["postgres-max-connections"] == "ruled_out", data["checks"]
 
 
 def test_connection_exhaustion_lints_and_dry_runs_cleanly(project):
