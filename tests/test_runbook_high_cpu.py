@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 from types import SimpleNamespace
 
 import pytest
 from runbook.library import high_cpu
+from runbook.plugins import system
 
 from runbook.hosts import Host
 from runbook.local import LocalBackend
@@ -30,7 +33,7 @@ def runbook(*args, cwd):
     )
 
 
-def run_high_cpu(tmp_path):
+def run_high_cpu(tmp_path, *params):
     """Run high-cpu read-only on this machine; return the process, the JSON result, the report."""
     result_path, report_path = tmp_path / "result.json", tmp_path / "report.md"
     done = runbook(
@@ -42,6 +45,7 @@ def run_high_cpu(tmp_path):
         str(report_path),
         "--param",
         "sample_seconds=0.3",
+        *[arg for param in params for arg in ("--param", param)],
         cwd=tmp_path,
     )
     assert result_path.exists(), done.stdout + done.stderr
@@ -113,3 +117,182 @@ def test_renice_action_lowers_the_priority_of_the_hog_only(cpu_hog):
         assert stat.read().rpartition(")")[2].split()[16] == "0"
     with pytest.raises(Skipped, match="no process uses 1000% of a CPU"):
         high_cpu.renice_runaway_process(host, SimpleNamespace(process_cpu_percent=1000.0))
+
+
+# A launcher forks workers, prints their pids and waits; the test kills its session.
+CROWD = textwrap.dedent(
+    """
+    import os, sys, threading
+    spinners, threads = int(sys.argv[1]), int(sys.argv[2])
+    pids = []
+    for _ in range(spinners):
+        pid = os.fork()
+        if pid == 0:
+            os.nice(19)  # runnable all the time, yet the runbook itself still gets the CPUs
+            while True:
+                pass
+        pids.append(pid)
+    for _ in range(threads):
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    print(*pids, flush=True)
+    threading.Event().wait()
+    """
+)
+
+WRITERS = textwrap.dedent(
+    """
+    import mmap, os, sys, time
+    folder, writers = sys.argv[1], int(sys.argv[2])
+    block, span = 1 << 20, 32 << 20
+    try:
+        os.close(os.open(os.path.join(folder, "probe"), os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+    except OSError:
+        print("no-direct-io", flush=True)
+        time.sleep(3600)
+    pids = []
+    for number in range(writers):
+        pid = os.fork()
+        if pid == 0:
+            path = os.path.join(folder, f"writer{number}")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
+            buffer = mmap.mmap(-1, block)  # page-aligned, as O_DIRECT needs
+            offset = 0
+            while True:  # the same 32 MiB over and over, each write waiting for the disk
+                os.pwrite(fd, buffer, offset)
+                offset = (offset + block) % span
+        pids.append(pid)
+    print(*pids, flush=True)
+    time.sleep(3600)
+    """
+)
+
+
+def launch(script, *args):
+    """Start ``script`` in its own session; return the launcher, its line of output."""
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    return launcher, launcher.stdout.readline().strip()
+
+
+def stop(launcher):
+    """Kill the launcher's session (it and the workers it forked)."""
+    try:
+        os.killpg(launcher.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    launcher.wait()
+    launcher.stdout.close()
+
+
+@pytest.fixture
+def crowd():
+    """20 niced processes spinning at once (about 10% of a CPU each on 2 CPUs), and a
+    parent with 64 idle threads."""
+    launcher, line = launch(CROWD, 20, 64)
+    try:
+        spinners = [int(pid) for pid in line.split()]
+        assert len(spinners) == 20, line
+        yield SimpleNamespace(pid=launcher.pid, spinners=spinners)
+    finally:
+        stop(launcher)
+
+
+@pytest.fixture
+def disk_writers(tmp_path):
+    """Six processes writing to disk with O_DIRECT: each waits for the disk (state D)."""
+    folder = tmp_path / "io"
+    folder.mkdir()
+    launcher, line = launch(WRITERS, folder, 6)
+    try:
+        if line == "no-direct-io":
+            pytest.skip(f"{folder} does not support O_DIRECT, so writes never wait for a disk")
+        writers = [int(pid) for pid in line.split()]
+        assert len(writers) == 6, line
+        yield writers
+    finally:
+        stop(launcher)
+
+
+def test_a_crowd_of_runnable_processes_is_ruled_in_as_too_many(tmp_path, crowd):
+    done, result, report = run_high_cpu(
+        tmp_path, "max_runnable_per_cpu=2", "max_threads=1", "process_cpu_percent=80"
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    hypotheses = by_id(result["hypotheses"])
+    crowded = hypotheses["too-many-processes"]
+    assert crowded["status"] == "ruled_in", crowded
+    checks = by_id(result["checks"])
+    # The run queue: 20 spinners are runnable at once, far above 2 per CPU.
+    run_queue = checks["run_queue_is_short"]
+    assert run_queue["outcome"] == "failed" and run_queue["tests"] == ["too-many-processes"]
+    [message] = [line for line in crowded["evidence"] if "threads are runnable" in line]
+    assert int(message.split()[0]) >= 20, message
+    # The thread count names the process that holds the threads: the crowd's parent.
+    named = [line for line in crowded["evidence"] if f"(pid {crowd.pid}) has 65" in line]
+    assert named, crowded["evidence"]
+    assert f"(pid {crowd.pid})" in report
+    # No single process of the crowd is blamed as a runaway: each gets a sliver of a CPU.
+    runaway = hypotheses["runaway-process"]
+    for pid in [crowd.pid, *crowd.spinners]:
+        assert f"(pid {pid})" not in " ".join(runaway["evidence"]), runaway
+    actions = by_id(result["actions"])
+    assert actions["restart_service"]["status"] == "planned"  # mitigates the crowd too
+
+
+def test_processes_waiting_for_the_disk_are_ruled_in_as_io_wait(tmp_path, disk_writers):
+    done, result, report = run_high_cpu(tmp_path, "iowait_percent=5", "max_blocked_per_cpu=0.5")
+    assert done.returncode == 1, done.stdout + done.stderr
+    hypotheses = by_id(result["hypotheses"])
+    io_wait = hypotheses["io-wait"]
+    assert io_wait["status"] == "ruled_in", io_wait
+    checks = by_id(result["checks"])
+    assert checks["cpus_not_waiting_for_io"]["tests"] == ["io-wait"]
+    assert checks["few_threads_blocked_on_io"]["tests"] == ["io-wait"]
+    assert any("of their time waiting for I/O" in line for line in io_wait["evidence"])
+    # The blocked threads' check names the processes in state D: the writers.
+    [blocked] = [line for line in io_wait["evidence"] if "blocked on I/O" in line]
+    assert any(f"(pid {pid})" in blocked for pid in disk_writers), blocked
+    assert checks["few_threads_blocked_on_io"]["outcome"] == "failed"
+    # The writers wait: they use little CPU, so none of them is a runaway.
+    runaway = hypotheses["runaway-process"]
+    for pid in disk_writers:
+        assert f"(pid {pid})" not in " ".join(runaway["evidence"]), runaway
+    assert "io-wait" in report
+
+
+# /proc/stat "cpu" lines, two readings: between them 1000 ticks pass, 140 of them stolen.
+STOLEN = """\
+cpu  1000 0 500 8000 100 0 0 40 0 0
+cpu  1100 0 550 8700 110 0 0 180 0 0
+"""
+NOT_STOLEN = """\
+cpu  1000 0 500 8000 100 0 0 40 0 0
+cpu  1400 0 600 8470 110 0 0 60 0 0
+"""
+
+
+def canned_host(proc_stat):
+    """A host whose ``cpu_times`` reads canned /proc/stat text through the system plugin."""
+
+    def cpu_times(interval):
+        return system.CpuTimes.from_counters(*system.parse_proc_stat(proc_stat))
+
+    return SimpleNamespace(cpu_times=cpu_times)
+
+
+def test_cpu_steal_is_ruled_in_from_steal_ticks_in_proc_stat():
+    # Steal cannot be produced on demand (the hypervisor decides): canned readings.
+    times = system.CpuTimes.from_counters(*system.parse_proc_stat(STOLEN))
+    assert (times.steal, times.user, times.idle) == (14.0, 10.0, 70.0)
+    params = SimpleNamespace(sample_seconds=0.3, steal_percent=10.0)
+    with pytest.raises(AssertionError, match=r"hypervisor takes 14% of CPU time \(steal"):
+        high_cpu.hypervisor_not_stealing(canned_host(STOLEN), params)
+    high_cpu.hypervisor_not_stealing(canned_host(NOT_STOLEN), params)  # 2%: ruled out
+    with pytest.raises(AssertionError, match="takes 2% of CPU time"):
+        high_cpu.hypervisor_not_stealing(
+            canned_host(NOT_STOLEN), SimpleNamespace(sample_seconds=0.3, steal_percent=1.0)
+        )
