@@ -214,6 +214,35 @@ def write_ssh_config(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.fixture
+def remote_project(
+    project, sshd: SSHServer, ssh_keys: dict[str, Path], tmp_path: Path, monkeypatch
+):
+    """The ``project`` configured to reach the test sshd on 127.0.0.2 and .3 as its user.
+
+    HOME is empty and no agent is offered, so only the good key logs in;
+    ``project.known_hosts`` is the known_hosts file its ``runbook.toml`` names.
+    """
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    project.known_hosts = write_known_hosts(
+        project.root / "known_hosts",
+        sshd.host_key_line("127.0.0.2"),
+        sshd.host_key_line("127.0.0.3"),
+    )
+    write_ssh_config(
+        project.root / "ssh_config",
+        f"Host *\n  User {sshd.user}\n  IdentityFile {ssh_keys['good']}\n",
+    )
+    project.write(
+        "runbook.toml",
+        'ssh_config = "ssh_config"\nknown_hosts = "known_hosts"\nconnect_timeout = 3\n',
+    )
+    return project
+
+
 class Listener:
     """A TCP server on 127.0.0.1 that accepts connections, optionally sends ``greeting``,
     then says nothing more; a thread serves it until ``close``."""

@@ -6,10 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sshd import SSHServer
 from sshd import free_port
-from sshd import write_known_hosts
-from sshd import write_ssh_config
 
 WHOAMI = '''
     """Who am I."""
@@ -28,28 +25,10 @@ WHOAMI = '''
 
 
 @pytest.fixture
-def remote(project, sshd: SSHServer, ssh_keys, tmp_path: Path, monkeypatch):
-    """A project that trusts the test sshd (127.0.0.2 and .3) and logs in with the good key."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    known = write_known_hosts(
-        project.root / "known_hosts",
-        sshd.host_key_line("127.0.0.2"),
-        sshd.host_key_line("127.0.0.3"),
-    )
-    write_ssh_config(
-        project.root / "ssh_config",
-        f"Host *\n  User {sshd.user}\n  IdentityFile {ssh_keys['good']}\n",
-    )
-    project.write(
-        "runbook.toml",
-        'ssh_config = "ssh_config"\nknown_hosts = "known_hosts"\nconnect_timeout = 3\n',
-    )
-    project.runbook("whoami", WHOAMI)
-    project.known_hosts = known
-    return project
+def remote(remote_project):
+    """A project that trusts the test sshd (127.0.0.2 and .3), with the whoami runbook."""
+    remote_project.runbook("whoami", WHOAMI)
+    return remote_project
 
 
 def test_an_inventory_group_runs_on_every_host_and_a_dead_one_is_recorded(remote, sshd):

@@ -30,8 +30,6 @@ from runbook.plugins.http import parse_headers
 from runbook.plugins.http import parse_openssl_date
 from runbook.plugins.http import parse_openssl_x509
 from sshd import unavailable
-from sshd import write_known_hosts
-from sshd import write_ssh_config
 
 from runbook.config import load_config
 from runbook.guard import make_policy
@@ -539,17 +537,8 @@ def test_curl_that_could_change_the_server_is_blocked(project, web):
     assert data["hypotheses"][0]["status"] == "inconclusive"
 
 
-def test_runbook_check_runs_curl_on_the_target_over_ssh(
-    project, web, sshd, ssh_keys, tmp_path, monkeypatch
-):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    write_known_hosts(project.root / "known_hosts", sshd.host_key_line("127.0.0.2"))
-    write_ssh_config(
-        project.root / "ssh_config",
-        f"Host *\n  User {sshd.user}\n  IdentityFile {ssh_keys['good']}\n",
-    )
-    project.write("runbook.toml", 'ssh_config = "ssh_config"\nknown_hosts = "known_hosts"\n')
+def test_runbook_check_runs_curl_on_the_target_over_ssh(remote_project, web, sshd):
+    project = remote_project
     project.runbook("web_health", HEALTH_RUNBOOK)
     target = f"ssh://127.0.0.2:{sshd.port}"
     result, data = project.run_json("web-health", "-H", target, "--param", f"url={web.url}/health")

@@ -25,8 +25,6 @@ import pytest
 from sshd import USER
 from sshd import SSHServer
 from sshd import unavailable
-from sshd import write_known_hosts
-from sshd import write_ssh_config
 
 from runbook.guard import check_command
 from runbooks.connection_exhaustion import parse_accept_queues
@@ -321,21 +319,9 @@ def test_connection_exhaustion_lints_and_dry_runs_cleanly(project):
 
 
 def test_connection_exhaustion_over_ssh_names_the_remote_users_process(
-    project, sshd: SSHServer, ssh_keys, tmp_path, monkeypatch, child
+    remote_project, sshd: SSHServer, child
 ):
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    write_known_hosts(project.root / "known_hosts", sshd.host_key_line("127.0.0.2"))
-    write_ssh_config(
-        project.root / "ssh_config",
-        f"Host *\n  User {sshd.user}\n  IdentityFile {ssh_keys['good']}\n",
-    )
-    project.write(
-        "runbook.toml",
-        'ssh_config = "ssh_config"\nknown_hosts = "known_hosts"\nconnect_timeout = 3\n',
-    )
+    project = remote_project
     # The login user sees its own processes' descriptors only: the hog runs as that user.
     process, _ = child(FD_HOG, 256, 240, user=USER)
     done = project.run(

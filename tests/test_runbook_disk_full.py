@@ -22,8 +22,6 @@ import pytest
 from sshd import USER
 from sshd import SSHServer
 from sshd import unavailable
-from sshd import write_known_hosts
-from sshd import write_ssh_config
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 HYPOTHESES = ["filesystem-full", "inodes-exhausted", "huge-files", "deleted-but-open"]
@@ -239,21 +237,9 @@ def test_disk_full_lints_and_dry_runs_cleanly(project):
 
 
 def test_disk_full_over_ssh_names_the_remote_users_process(
-    project, sshd: SSHServer, ssh_keys, tmp_path, monkeypatch, scratch, holder
+    remote_project, sshd: SSHServer, scratch, holder
 ):
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    write_known_hosts(project.root / "known_hosts", sshd.host_key_line("127.0.0.2"))
-    write_ssh_config(
-        project.root / "ssh_config",
-        f"Host *\n  User {sshd.user}\n  IdentityFile {ssh_keys['good']}\n",
-    )
-    project.write(
-        "runbook.toml",
-        'ssh_config = "ssh_config"\nknown_hosts = "known_hosts"\nconnect_timeout = 3\n',
-    )
+    project = remote_project
     disk = scratch(size="64m")
     # The login user sees its own processes' descriptors only: the holder runs as that user.
     process = holder(disk / "held.log", 8 << 20, user=USER)

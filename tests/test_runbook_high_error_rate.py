@@ -23,8 +23,6 @@ from pathlib import Path
 
 import pytest
 from sshd import free_port
-from sshd import write_known_hosts
-from sshd import write_ssh_config
 
 HYPOTHESES = ["error-spike", "recent-deploy", "dependency-refusing"]
 PLUGINS = 'plugins = ["runbook.plugins.logs"]\n'
@@ -221,25 +219,6 @@ def test_a_200_mb_log_is_counted_on_the_target_and_only_counts_come_back(logs_pr
 
 
 @pytest.fixture
-def remote(logs_project, sshd, ssh_keys, tmp_path: Path, monkeypatch):
-    """A project that trusts the test sshd on 127.0.0.2 and logs in with the good key."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    write_known_hosts(logs_project.root / "known_hosts", sshd.host_key_line("127.0.0.2"))
-    write_ssh_config(
-        logs_project.root / "ssh_config",
-        f"Host *\n  User {sshd.user}\n  IdentityFile {ssh_keys['good']}\n",
-    )
-    logs_project.write(
-        "runbook.toml",
-        PLUGINS + 'ssh_config = "ssh_config"\nknown_hosts = "known_hosts"\nconnect_timeout = 3\n',
-    )
-    return logs_project
-
-
-@pytest.fixture
 def shared_folder() -> Iterator[Path]:
     """A folder under /tmp that the SSH user may enter (mkdtemp makes it 0700)."""
     folder = Path(tempfile.mkdtemp(prefix="high-error-rate-", dir="/tmp"))
@@ -250,13 +229,13 @@ def shared_folder() -> Iterator[Path]:
         shutil.rmtree(folder)
 
 
-def test_an_error_spike_is_found_over_ssh(remote, sshd, shared_folder):
+def test_an_error_spike_is_found_over_ssh(remote_project, sshd, shared_folder):
     now = dt.datetime.now()
     log = write_log(
         shared_folder, quiet_hour(now) + spike(now - dt.timedelta(minutes=4), 60, "ERROR IOError")
     )
     log.chmod(0o644)
-    _, data = run(remote, log, "-H", f"127.0.0.2:{sshd.port}")
+    _, data = run(remote_project, log, "-H", f"127.0.0.2:{sshd.port}")
     assert data["hosts"][0]["status"] == "ok", data["hosts"]
     target = data["hosts"][0]["name"]
     assert data["hosts"][0]["uri"] == f"ssh://{sshd.user}@127.0.0.2:{sshd.port}"

@@ -25,8 +25,6 @@ import pytest
 from runbook.plugins.system import parse_oom_kills
 from sshd import SSHServer
 from sshd import unavailable
-from sshd import write_known_hosts
-from sshd import write_ssh_config
 
 HYPOTHESES = ["memory-leak", "swap-thrashing", "oom-kills", "page-cache"]
 # Kills older than this (3 s) do not count: earlier tests' OOM kills stay in the log.
@@ -237,21 +235,9 @@ def test_high_memory_lints_and_dry_runs_cleanly(project):
 
 
 def test_high_memory_over_ssh_sees_the_leak_and_says_why_oom_is_unknown(
-    project, sshd: SSHServer, ssh_keys, tmp_path, monkeypatch, spawn
+    remote_project, sshd: SSHServer, spawn
 ):
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    write_known_hosts(project.root / "known_hosts", sshd.host_key_line("127.0.0.2"))
-    write_ssh_config(
-        project.root / "ssh_config",
-        f"Host *\n  User {sshd.user}\n  IdentityFile {ssh_keys['good']}\n",
-    )
-    project.write(
-        "runbook.toml",
-        'ssh_config = "ssh_config"\nknown_hosts = "known_hosts"\nconnect_timeout = 3\n',
-    )
+    project = remote_project
     grower = spawn(GROWER)  # ps shows every user's processes to the login user
     done = project.run(
         "run", "high-memory", "-H", f"127.0.0.2:{sshd.port}", *FAST, "--json", "result.json"

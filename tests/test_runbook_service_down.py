@@ -28,8 +28,6 @@ from pathlib import Path
 import pytest
 from sshd import free_port
 from sshd import unavailable
-from sshd import write_known_hosts
-from sshd import write_ssh_config
 
 HYPOTHESES = [
     "process-not-running",
@@ -283,33 +281,14 @@ def test_checks_that_do_not_apply_are_skipped_with_a_reason(project, healthy):
     assert statuses["dns-not-resolving"] == "untested"
 
 
-@pytest.fixture
-def remote(project, sshd, ssh_keys, tmp_path: Path, monkeypatch):
-    """A project that trusts the test sshd on 127.0.0.2 and logs in with the good key."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    write_known_hosts(project.root / "known_hosts", sshd.host_key_line("127.0.0.2"))
-    write_ssh_config(
-        project.root / "ssh_config",
-        f"Host *\n  User {sshd.user}\n  IdentityFile {ssh_keys['good']}\n",
-    )
-    project.write(
-        "runbook.toml",
-        'ssh_config = "ssh_config"\nknown_hosts = "known_hosts"\nconnect_timeout = 3\n',
-    )
-    return project
-
-
 def test_service_down_over_ssh_finds_a_closed_port_and_a_failing_health_check(
-    remote, sshd, healthy, web
+    remote_project, sshd, healthy, web
 ):
     # The sshd runs on this machine, so the target sees the same sockets and servers.
     closed = free_port("127.0.0.1")
     url = f"{web.url}/broken"
     params = {**healthy, "port": str(closed), "health_url": url}
-    _, data = run_service_down(remote, params, "-H", f"127.0.0.2:{sshd.port}")
+    _, data = run_service_down(remote_project, params, "-H", f"127.0.0.2:{sshd.port}")
     assert data["hosts"][0]["status"] == "ok", data["hosts"]
     hypotheses = assert_only_ruled_in(data, {"port-not-listening", "health-check-failing"})
     target = data["hosts"][0]["name"]
