@@ -286,6 +286,8 @@ class LogCounter:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        # One scan per question and run: several checks ask the same one of a large log.
+        self._scans: dict[tuple[str, float, float, str, str], ErrorCounts] = {}
 
     def __repr__(self) -> str:
         return f"<LogCounter on {self.host.name}>"
@@ -303,15 +305,22 @@ class LogCounter:
         pattern: str = ERROR_PATTERN,
         by: GroupBy = "type",
     ) -> ErrorCounts:
-        """Count errors in ``path`` by type in a window and its baseline (``error_counts``)."""
-        return error_counts(
-            self.host,
-            path,
-            since_minutes=since_minutes,
-            baseline_minutes=baseline_minutes,
-            pattern=pattern,
-            by=by,
-        )
+        """Count errors in ``path`` by type in a window and its baseline (``error_counts``).
+
+        The log is read once per set of arguments in a run: a later check asking the
+        same gets the same counts, and its commands list shows no second scan.
+        """
+        key = (path, since_minutes, baseline_minutes, pattern, by)
+        if key not in self._scans:
+            self._scans[key] = error_counts(
+                self.host,
+                path,
+                since_minutes=since_minutes,
+                baseline_minutes=baseline_minutes,
+                pattern=pattern,
+                by=by,
+            )
+        return self._scans[key]
 
 
 @fixture(scope="host")
