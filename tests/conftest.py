@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,29 @@ class Project:
             env={**os.environ, "NO_COLOR": "1", **(env or {})},
             timeout=120,
         )
+
+    def interrupt(self, *args: str, after: str, times: int = 1) -> tuple[int, str, str, float]:
+        """Run ``python -m runbook ARGS``; press Ctrl-C once ``after`` was printed ``times``.
+
+        Returns the exit status, standard output and error, and the seconds it took to
+        stop after the signal.
+        """
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runbook", *args],
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        deadline, output = time.monotonic() + 20, ""
+        while output.count(after) < times and time.monotonic() < deadline:
+            output += process.stdout.readline()
+        time.sleep(0.3)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+        return process.returncode, output + out, err, time.monotonic() - started
 
     def run_json(self, name: str, *args: str) -> tuple[Result, dict]:
         """Run a runbook in-process; return the CLI result and the parsed JSON result."""

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import stat
-import subprocess
-import sys
 import time
 
 import pytest
@@ -550,33 +546,10 @@ def test_ctrl_c_writes_partial_report_and_exits_2(project):
             host.run("sleep 30")
         ''',
     )
-    env = {**os.environ, "NO_COLOR": "1"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runbook",
-            "run",
-            "slow",
-            "--json",
-            "out.json",
-            "--report",
-            "out.md",
-        ],
-        cwd=project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    code, out, err, _ = project.interrupt(
+        "run", "slow", "--json", "out.json", "--report", "out.md", after="[1/2] PASSED"
     )
-    deadline = time.monotonic() + 20
-    output = ""
-    while "[1/2] PASSED" not in output and time.monotonic() < deadline:
-        output += process.stdout.readline()
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=20)
-    assert process.returncode == 2, out + err
+    assert code == 2, out + err
     data = json.loads((project.root / "out.json").read_text())
     assert data["exit_code"] == 2
     assert data["interrupted"] is True
