@@ -22,6 +22,9 @@ from collections.abc import Callable
 from collections.abc import Iterator
 
 import pytest
+from resultdata import by_id
+from resultdata import check_evidence
+from resultdata import statuses
 from sshd import USER
 from sshd import SSHServer
 from sshd import unavailable
@@ -65,20 +68,6 @@ held = [open("/dev/null") for _ in range(count)]
 print("ready", flush=True)
 time.sleep(120)
 """
-
-
-def by_id(entries):
-    return {entry["id"]: entry for entry in entries}
-
-
-def statuses(result):
-    return {h["id"]: h["status"] for h in result["hypotheses"]}
-
-
-def check_evidence(result, check_id):
-    """Return the evidence bodies of one check, joined."""
-    check = by_id(result["checks"])[check_id]
-    return "\n".join(item["body"] for item in check["evidence"])
 
 
 def assert_read_only(data):

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from resultdata import by_id
 
 HYPOTHESES = [
     "long-running-queries",
@@ -30,10 +31,6 @@ HYPOTHESES = [
     "low-cache-hit-ratio",
 ]
 PG_ENV = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGDATABASE", "PGPASSWORD")
-
-
-def by_id(entries: list[dict]) -> dict[str, dict]:
-    return {entry["id"]: entry for entry in entries}
 
 
 @pytest.fixture

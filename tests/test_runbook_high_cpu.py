@@ -11,6 +11,7 @@ import textwrap
 from types import SimpleNamespace
 
 import pytest
+from resultdata import by_id
 from runbook.library import high_cpu
 from runbook.plugins import system
 
@@ -50,10 +51,6 @@ def run_high_cpu(tmp_path, *params):
     )
     assert result_path.exists(), done.stdout + done.stderr
     return done, json.loads(result_path.read_text()), report_path.read_text()
-
-
-def by_id(entries):
-    return {entry["id"]: entry for entry in entries}
 
 
 def test_a_cpu_hog_is_ruled_in_as_a_runaway_process(tmp_path, cpu_hog):

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from resultdata import by_id
 from sshd import free_port
 
 HYPOTHESES = ["error-spike", "recent-deploy", "dependency-refusing"]
@@ -55,10 +56,6 @@ def write_log(folder: Path, lines: list[str]) -> Path:
     log = folder / "app.log"
     log.write_text("\n".join(lines) + "\n")
     return log
-
-
-def by_id(entries: list[dict]) -> dict[str, dict]:
-    return {entry["id"]: entry for entry in entries}
 
 
 def run(project, log: Path, *args: str) -> tuple[object, dict]:

@@ -22,6 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from resultdata import by_id
+from resultdata import check_evidence
+from resultdata import statuses
 from runbook.plugins.system import parse_oom_kills
 from sshd import SSHServer
 from sshd import unavailable
@@ -46,20 +49,6 @@ data = b"x" * (1 << 30)  # written, so resident
 print("ready", flush=True)
 time.sleep(120)
 """
-
-
-def by_id(entries):
-    return {entry["id"]: entry for entry in entries}
-
-
-def statuses(result):
-    return {h["id"]: h["status"] for h in result["hypotheses"]}
-
-
-def check_evidence(result, check_id):
-    """Return the evidence bodies of one check, joined."""
-    check = by_id(result["checks"])[check_id]
-    return "\n".join(item["body"] for item in check["evidence"])
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from resultdata import by_id
 from sshd import free_port
 from sshd import unavailable
 
@@ -160,10 +161,6 @@ def healthy(web: Server, tls_90_days: Server, service: Service) -> dict[str, str
 
 def param_args(params: dict[str, str]) -> list[str]:
     return [arg for key, value in params.items() for arg in ("--param", f"{key}={value}")]
-
-
-def by_id(entries: list[dict]) -> dict[str, dict]:
-    return {entry["id"]: entry for entry in entries}
 
 
 def run_service_down(project, params: dict[str, str], *args: str) -> tuple[object, dict]:
