@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from typing import Literal
 
+from runbook import evidence
 from runbook import fixture
 
 if TYPE_CHECKING:
@@ -711,6 +712,15 @@ def process_count(host: Host) -> ProcessCount:
 def uptime(host: Host) -> float:
     """Return seconds since the host booted."""
     return parse_uptime(host.read_text("/proc/uptime"))
+
+
+def restart_service(host: Host, service: str) -> CommandResult:
+    """Restart a systemd unit (an action's step), keep the result as evidence, raise on failure."""
+    result = host.run("systemctl restart %s", service)
+    evidence(f"systemctl restart {service}", result)
+    if not result.succeeded:
+        raise RuntimeError(f"restart of {service} failed: {result.stderr.strip()}")
+    return result
 
 
 def _stdout(host: Host, result: CommandResult) -> str:

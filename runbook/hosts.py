@@ -267,3 +267,10 @@ class Host:
         from runbook.plugins import system
 
         return float(system.uptime(self))
+
+    def restart_service(self, service: str) -> CommandResult:
+        """Restart a systemd unit (in actions: checks are refused it); raise if it fails."""
+        from runbook.plugins import system
+
+        result: CommandResult = system.restart_service(self, service)
+        return result

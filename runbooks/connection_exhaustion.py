@@ -342,7 +342,4 @@ def restart_service(host: Host, params: Any) -> None:
     """Restart ``service``, the one the checks named, so it drops its connections and files."""
     if not params.service:
         skip("set the service parameter to the service of a process the checks named")
-    result = host.run("systemctl restart %s", params.service)
-    evidence(f"systemctl restart {params.service}", result)
-    if not result.succeeded:
-        raise RuntimeError(f"restart of {params.service} failed: {result.stderr.strip()}")
+    host.restart_service(params.service)

@@ -169,7 +169,4 @@ def renice_runaway_process(host: Host, params: Any) -> None:
 @action(mitigates=[runaway, crowded])
 def restart_service(host: Host, params: Any) -> None:
     """Restart ``service``, when it is the one burning CPU or spawning workers."""
-    result = host.run("systemctl restart %s", params.service)
-    evidence(f"systemctl restart {params.service}", result)
-    if not result.succeeded:
-        raise RuntimeError(f"restart of {params.service} failed: {result.stderr.strip()}")
+    host.restart_service(params.service)

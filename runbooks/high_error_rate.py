@@ -237,10 +237,7 @@ def restart_service(host: Host, params: Any) -> None:
     """Restart ``service`` (systemd): it clears a stuck state or reconnects to a dependency."""
     if not params.service:
         raise RuntimeError("no service configured: set --param service=UNIT to restart it")
-    result = host.run("systemctl restart %s", params.service)
-    evidence(f"systemctl restart {params.service}", result)
-    if not result.succeeded:
-        raise RuntimeError(f"restart of {params.service} failed: {result.stderr.strip()}")
+    host.restart_service(params.service)
 
 
 @action(mitigates=deploy)

@@ -253,9 +253,6 @@ def certificate_is_valid_for_long_enough(http: HttpClient, params: Any) -> None:
 @action(mitigates=[not_running, not_listening, unhealthy])
 def restart_service(host: Host, params: Any) -> None:
     """Restart ``service``: it starts a dead process and resets one that stopped answering."""
-    result = host.run("systemctl restart %s", params.service)
-    evidence(f"systemctl restart {params.service}", result)
-    if not result.succeeded:
-        raise RuntimeError(f"restart of {params.service} failed: {result.stderr.strip()}")
+    host.restart_service(params.service)
     status = host.run("systemctl is-active %s", params.service)
     evidence(f"systemctl is-active {params.service}", status)
