@@ -15,6 +15,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Protocol
+from typing import TypeVar
 
 from runbook.audithooks import framework_call
 from runbook.outcomes import CommandTimeout as CommandTimeout  # re-exported for backends
@@ -25,6 +26,8 @@ from runbook.steps import current_step
 
 if TYPE_CHECKING:
     from runbook.plugins import system
+
+_T = TypeVar("_T")
 
 #: Default per-command timeout in seconds, when neither the caller nor the check sets one.
 DEFAULT_COMMAND_TIMEOUT = 60.0
@@ -194,6 +197,20 @@ class Host:
             with framework_call():
                 record = self._on_record(record)
         step.commands.append(record)
+
+    def exchange(self, kind: str, request: str, perform: Callable[[], _T]) -> _T:
+        """Let a plugin client that reaches the target another way be recorded and replayed.
+
+        ``perform`` does the exchange (say, runs the SQL ``request``) and returns
+        plain data (dicts, lists, strings, numbers). With ``--record`` the data is
+        kept in the cassette; with ``--replay`` it comes from there and
+        ``perform`` is never called. ``kind`` names the protocol (``sql``).
+        """
+        handler = getattr(self.backend, "exchange", None)
+        if handler is None:
+            return perform()
+        result: _T = handler(kind, request, perform)
+        return result
 
     def read_text(self, path: str) -> str:
         """Return the contents of a file on the host; raise ``FileNotFoundError`` if absent."""

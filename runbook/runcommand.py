@@ -18,6 +18,7 @@ from runbook.session import lookup
 from runbook.session import setup
 
 if TYPE_CHECKING:
+    from runbook.cassette import Cassette
     from runbook.collect import Collection
     from runbook.config import Config
     from runbook.model import ActionItem
@@ -80,8 +81,6 @@ def _confirmer(yes: bool) -> Any:
 
 
 UNAVAILABLE = {
-    "record": "--record",
-    "replay": "--replay",
     "junit_xml": "--junit-xml",
 }
 
@@ -128,8 +127,18 @@ UNAVAILABLE = {
 @click.option("--execute", is_flag=True, help="Let actions change the system (after confirming).")
 @click.option("--yes", is_flag=True, help="Do not ask before each action (with --execute).")
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan; contact no target.")
-@click.option("--record", type=click.Path(), help="Record a cassette (not available yet).")
-@click.option("--replay", type=click.Path(), help="Replay a cassette (not available yet).")
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Record every command and its output (redacted) into a cassette FILE.",
+)
+@click.option(
+    "--replay",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Answer every command from a recorded cassette FILE; contact no target.",
+)
 @click.option("--report", metavar="PATH|-", help="Markdown report path ('-' for stdout).")
 @click.option("--json", "json_path", metavar="PATH|-", help="JSON result path ('-' for stdout).")
 @click.option("--junit-xml", type=click.Path(), help="Write JUnit XML (not available yet).")
@@ -158,6 +167,8 @@ def run(
     execute: bool,
     yes: bool,
     dry_run: bool,
+    record: str | None,
+    replay: str | None,
     report: str | None,
     json_path: str | None,
     forks: int | None,
@@ -183,6 +194,8 @@ def run(
       runbook run disk-full -H web1,web2 --param path=/var
       runbook run high-cpu -i hosts.ini -H web      an inventory group, in parallel
       runbook run high-cpu --execute                run actions, after confirming
+      runbook run disk-full --record incident.yaml  keep every command's output
+      runbook run disk-full --replay incident.yaml  run again from it, in CI
 
     Exit status: 0 nothing found, 1 a hypothesis ruled in or a check failed,
     2 interrupted, 3 internal error, 4 usage error, 5 nothing selected.
@@ -203,7 +216,17 @@ def run(
         accept_new_host_keys=accept_new_host_keys or None,
     )
     runbooks = [lookup(collection, name) for name in dict.fromkeys(names)]
-    targets = _targets(config, hosts, inventory)
+    if record and replay:
+        raise UsageError("--record and --replay exclude each other")
+    if replay:
+        cassette = _start_replay(config, runbooks, Path(replay), execute or dry_run)
+        chosen = [part.strip() for value in hosts for part in value.split(",") if part.strip()]
+        targets = cassette.targets(chosen)
+        overrides = {**cassette.params, **overrides}
+    else:
+        targets = _targets(config, hosts, inventory)
+    if record:
+        _start_recording(config, runbooks, Path(record), execute or dry_run)
     if dry_run:
         return _dry_run(config, collection, runbooks, targets, overrides, keyword)
     settings = {
@@ -217,6 +240,37 @@ def run(
         "severity": severity,
     }
     return _run_all(config, collection, runbooks, targets, overrides, keyword, settings)
+
+
+def _cassette_fits(flag: str, runbooks: list[Runbook], changes: bool) -> None:
+    if len(runbooks) > 1:
+        raise UsageError(f"{flag} names one cassette: give it with a single runbook")
+    if changes:
+        raise UsageError(f"{flag} works with read-only runs: drop --execute and --dry-run")
+
+
+def _start_recording(config: Config, runbooks: list[Runbook], path: Path, changes: bool) -> None:
+    """Register the plugin that records every command of the run into ``path``."""
+    from runbook.cassette import CassetteRecorder
+
+    _cassette_fits("--record", runbooks, changes)
+    config.pluginmanager.register(CassetteRecorder(path), "cassette-recorder")
+
+
+def _start_replay(config: Config, runbooks: list[Runbook], path: Path, changes: bool) -> Cassette:
+    """Register the plugin that answers every command from the cassette at ``path``."""
+    from runbook.cassette import Cassette
+    from runbook.cassette import CassettePlayer
+
+    _cassette_fits("--replay", runbooks, changes)
+    cassette = Cassette.load(path)
+    if cassette.runbook != runbooks[0].name:
+        raise UsageError(
+            f"cassette {path} was recorded for runbook {cassette.runbook!r}, "
+            f"not {runbooks[0].name!r}"
+        )
+    config.pluginmanager.register(CassettePlayer(path, cassette), "cassette-player")
+    return cassette
 
 
 def _run_all(
