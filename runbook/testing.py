@@ -113,9 +113,10 @@ class RunbookRunner:
         if outputs is not None:
             from runbook.cassette import Cassette
 
-            canned = Cassette.from_outputs(name, outputs, host)
-            cassette = stem.with_suffix(".cassette.yaml")
-            cassette.write_text(canned.dumps(), encoding="utf-8")
+            canned = stem.with_suffix(".cassette.yaml")
+            canned.write_text(Cassette.from_outputs(name, outputs, host).dumps(), encoding="utf-8")
+            cassette = canned
+        assert cassette is not None
         json_path = stem.with_suffix(".json")
         args = ["run", name, "--replay", os.fspath(cassette), "--json", str(json_path)]
         args += ["--report", str(stem.with_suffix(".md")), "-q"]
