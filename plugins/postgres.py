@@ -25,6 +25,9 @@ scrubbed from every error the client raises.
 
 from __future__ import annotations
 
+# psycopg imports ctypes, whose first import dlopens the interpreter itself: an event the
+# read-only guard refuses inside a check. Imported with the plugin, outside every check.
+import ctypes  # noqa: F401
 import dataclasses
 import os
 import re

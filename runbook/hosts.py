@@ -25,6 +25,9 @@ from runbook.steps import Step
 from runbook.steps import current_step
 
 if TYPE_CHECKING:
+    from runbook.plugins import memory
+    from runbook.plugins import network
+    from runbook.plugins import storage
     from runbook.plugins import system
 
 _T = TypeVar("_T")
@@ -47,6 +50,25 @@ class CommandResult:
     def succeeded(self) -> bool:
         """True when the command exited with status 0."""
         return self.exit_status == 0
+
+    def check_output(self, where: str = "") -> str:
+        """Return what the command printed; raise ``RuntimeError`` if it exited non-zero.
+
+        ``where`` names the host for the message (see ``describe_failure``).
+        """
+        if not self.succeeded:
+            raise RuntimeError(self.describe_failure(where))
+        return self.stdout
+
+    def describe_failure(self, where: str = "", detail: str = "") -> str:
+        """Say which command failed ``where``, its exit status, last stderr line and ``detail``."""
+        command = self.command if len(self.command) <= 120 else self.command[:117] + "..."
+        message = f"{command!r} failed" + (f" on {where}" if where else "")
+        message += f" (exit status {self.exit_status})"
+        stderr = self.stderr.strip().splitlines()
+        if stderr:
+            message += f": {stderr[-1]}"
+        return f"{message}; {detail}" if detail else message
 
     def __str__(self) -> str:
         return self.stdout
@@ -227,9 +249,10 @@ class Host:
         """Close the backend's connections."""
         self.backend.close()
 
-    # System helpers. They live in the ``system`` plugin (imported on first use,
-    # since it builds on this module) and only run ordinary read-only commands,
-    # so they work the same locally and over SSH.
+    # System helpers. They live in the ``system``, ``memory``, ``storage`` and
+    # ``network`` plugins (imported on first use, since they build on this module)
+    # and only run ordinary read-only commands, so they work the same locally,
+    # over SSH and against a replayed cassette.
 
     def cpu_times(self, interval: float = 0.5) -> system.CpuTimes:
         """Sample /proc/stat over ``interval`` seconds: user, system, iowait, steal, idle %."""
@@ -255,17 +278,41 @@ class Host:
 
         return system.load_average(self)
 
-    def memory(self) -> system.Memory:
+    def memory(self) -> memory.Memory:
         """Return memory and swap figures from /proc/meminfo."""
-        from runbook.plugins import system
+        from runbook.plugins import memory
 
-        return system.memory(self)
+        return memory.memory(self)
 
-    def disk_usage(self, path: str = "/") -> system.DiskUsage:
+    def disk_usage(self, path: str = "/") -> storage.DiskUsage:
         """Return size and use of the filesystem holding ``path``."""
-        from runbook.plugins import system
+        from runbook.plugins import storage
 
-        return system.disk_usage(self, path)
+        return storage.disk_usage(self, path)
+
+    def inode_usage(self, path: str = "/") -> storage.InodeUsage:
+        """Return how many inodes the filesystem holding ``path`` has and uses."""
+        from runbook.plugins import storage
+
+        return storage.inode_usage(self, path)
+
+    def tcp_connections(self, state: str | None = None) -> list[network.TcpConnection]:
+        """Return the TCP sockets (listeners included), or those in ``state`` (``TIME-WAIT``...)."""
+        from runbook.plugins import network
+
+        return list(network.tcp_connections(self, state))
+
+    def listening_ports(self) -> list[network.ListeningSocket]:
+        """Return the TCP sockets listening for connections, with their accept queues."""
+        from runbook.plugins import network
+
+        return list(network.listening_ports(self))
+
+    def open_files(self, pid: int) -> network.OpenFiles:
+        """Return how many files process ``pid`` has open, where they point, and its limits."""
+        from runbook.plugins import network
+
+        return network.open_files(self, pid)
 
     def top_processes(self, by: str = "cpu", limit: int = 10) -> list[system.Process]:
         """Return the processes using the most CPU (sampled now) or memory, largest first."""

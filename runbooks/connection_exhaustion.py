@@ -15,7 +15,6 @@ open-files check then says inconclusive for the others instead of ruling them ou
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import TYPE_CHECKING
 from typing import Any
@@ -29,9 +28,9 @@ from runbook import rule_in
 from runbook import skip
 
 if TYPE_CHECKING:
+    from runbook.plugins.network import NetworkHelpers
     from runbook.plugins.postgres import PostgresClient
 
-    from runbook import CommandResult
     from runbook import Host
 
 PARAMS = {
@@ -61,88 +60,9 @@ connections = hypothesis(
 fd_limit = hypothesis("fd-limit", "A process is near its open-files limit (EMFILE)")
 pg_max_connections = hypothesis("postgres-max-connections", "PostgreSQL is near max_connections")
 
-_SS_PROCESS = re.compile(r'\("([^"]*)",pid=(\d+),')
-_FD_COUNT = re.compile(r"^\s*(\d+)\s+/proc/(\d+)/fd$")
-_LIMIT_ROW = re.compile(r"^/proc/(\d+)/limits:Max open files\s+(\S+)\s+(\S+)")
-_DENIED = re.compile(r"^find: .(/proc/\d+)/fd.: Permission denied$", re.MULTILINE)
-_PS_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(.*)$")
-
-
-def parse_sockets(text: str) -> list[dict[str, Any]]:
-    """Parse ``ss -tanpH`` output: state, local and peer endpoint, owning process if shown."""
-    sockets: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        fields = line.split(None, 5)
-        if len(fields) < 5:
-            continue
-        found = _SS_PROCESS.search(fields[5]) if len(fields) > 5 else None
-        sockets.append(
-            {
-                "state": fields[0],
-                "local": fields[3],
-                "peer": fields[4],
-                "process": f"{found[1]} (pid {found[2]})" if found else "",
-            }
-        )
-    return sockets
-
-
-def parse_accept_queues(text: str) -> list[tuple[str, int, int]]:
-    """Parse ``ss -ltnH`` output: (listener, connections waiting for accept, backlog)."""
-    queues = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 4 and fields[1].isdigit() and fields[2].isdigit():
-            queues.append((fields[3], int(fields[1]), int(fields[2])))
-    return queues
-
-
-def parse_fd_counts(text: str) -> dict[int, int]:
-    """Parse ``find /proc/[0-9]*/fd ... -printf '%h\\n' | sort | uniq -c``: pid → open fds."""
-    counts: dict[int, int] = {}
-    for line in text.splitlines():
-        match = _FD_COUNT.match(line)
-        if match:
-            counts[int(match[2])] = int(match[1])
-    return counts
-
-
-def parse_fd_limits(text: str) -> dict[int, int | None]:
-    """Parse ``grep -H 'Max open files' /proc/[0-9]*/limits``: pid → soft limit (None: none)."""
-    limits: dict[int, int | None] = {}
-    for line in text.splitlines():
-        match = _LIMIT_ROW.match(line)
-        if match:
-            limits[int(match[1])] = int(match[2]) if match[2].isdigit() else None
-    return limits
-
-
-def parse_denied(stderr: str) -> list[str]:
-    """Return the ``/proc/PID`` folders whose descriptors ``find`` was not allowed to read."""
-    return list(dict.fromkeys(match[1] for match in _DENIED.finditer(stderr)))
-
-
-def parse_processes(text: str) -> dict[int, tuple[str, str]]:
-    """Parse ``ps -o pid=,user:32=,comm=`` output: pid → (user, command)."""
-    processes: dict[int, tuple[str, str]] = {}
-    for line in text.splitlines():
-        match = _PS_ROW.match(line)
-        if match:
-            processes[int(match[1])] = (match[2], match[3].strip())
-    return processes
-
 
 def _top(counter: Counter[str], limit: int, column: str) -> list[dict[str, Any]]:
     return [{column: key, "sockets": count} for key, count in counter.most_common(limit)]
-
-
-def _stdout(host: Host, result: CommandResult) -> str:
-    if not result.succeeded:
-        raise RuntimeError(
-            f"{result.command!r} failed on {host.name} (exit status {result.exit_status}): "
-            f"{result.stderr.strip()}"
-        )
-    return result.stdout
 
 
 def _most(counter: Counter[str], many: int = 1) -> str:
@@ -152,13 +72,18 @@ def _most(counter: Counter[str], many: int = 1) -> str:
 @check
 def connections_are_accepted(host: Host, params: Any) -> None:
     """Symptom: fail when a listener's accept queue is full or the system is out of files."""
-    queues = parse_accept_queues(_stdout(host, host.run(["ss", "-ltnH"])))
-    full = [(where, queued, backlog) for where, queued, backlog in queues if queued >= backlog > 0]
+    listeners = host.listening_ports()
+    full = [row for row in listeners if row.is_queue_full]
     evidence(
         "Listening TCP sockets: accept queue",
         [
-            {"listener": where, "queued": queued, "backlog": backlog}
-            for where, queued, backlog in queues
+            {
+                "listener": f"{row.address}:{row.port}",
+                "queued": row.queued,
+                "backlog": row.backlog,
+                "process": row.process,
+            }
+            for row in listeners
         ]
         or "none",
     )
@@ -168,7 +93,7 @@ def connections_are_accepted(host: Host, params: Any) -> None:
         [{"allocated": int(allocated), "max": int(maximum)}],
     )
     assert not full, "accept queue full on " + ", ".join(
-        f"{where} ({queued}/{backlog})" for where, queued, backlog in full
+        f"{row.address}:{row.port} ({row.queued}/{row.backlog})" for row in full
     )
     assert int(allocated) < params.fd_percent / 100 * int(maximum), (
         f"{allocated} of {maximum} system-wide file handles are allocated"
@@ -178,16 +103,12 @@ def connections_are_accepted(host: Host, params: Any) -> None:
 @check(tests=connections)
 def tcp_connections_within_limits(host: Host, params: Any) -> None:
     """Rule ``too-many-connections`` out when TCP and TIME-WAIT sockets stay under thresholds."""
-    sockets = [
-        row
-        for row in parse_sockets(_stdout(host, host.run(["ss", "-tanpH"])))
-        if row["state"] != "LISTEN"
-    ]
-    states = Counter(row["state"] for row in sockets)
-    locals_ = Counter(row["local"] for row in sockets)
-    peers = Counter(row["peer"] for row in sockets)
-    owners = Counter(row["process"] for row in sockets if row["process"])
-    waiting = [row for row in sockets if row["state"] == "TIME-WAIT"]
+    sockets = [row for row in host.tcp_connections() if row.state != "LISTEN"]
+    states = Counter(row.state for row in sockets)
+    locals_ = Counter(row.local for row in sockets)
+    peers = Counter(row.peer for row in sockets)
+    owners = Counter(row.process for row in sockets if row.process)
+    waiting = [row for row in sockets if row.state == "TIME-WAIT"]
     limit = params.rows_listed
     evidence("TCP sockets by state", _top(states, limit, "state") or "none")
     evidence("Top local endpoints", _top(locals_, limit, "local") or "none")
@@ -204,7 +125,7 @@ def tcp_connections_within_limits(host: Host, params: Any) -> None:
             problem += f"; held most by {_most(owners)}"
         problems.append(problem)
     if len(waiting) > params.time_wait_threshold:
-        waits = Counter(row["peer"] for row in waiting)
+        waits = Counter(row.peer for row in waiting)
         problems.append(
             f"{len(waiting)} sockets in TIME-WAIT (threshold {params.time_wait_threshold}), "
             f"most to {_most(waits, 3)}"
@@ -213,53 +134,37 @@ def tcp_connections_within_limits(host: Host, params: Any) -> None:
 
 
 @check(tests=fd_limit)
-def processes_below_open_files_limit(host: Host, params: Any) -> None:
+def processes_below_open_files_limit(net: NetworkHelpers, params: Any) -> None:
     """Rule ``fd-limit`` out when every process uses under ``fd_percent`` of its soft limit."""
-    # The globs need a shell; a process that exits meanwhile only adds a stderr line.
-    scan = host.run("find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -printf '%h\\n' | sort | uniq -c")
-    counts = parse_fd_counts(scan.stdout)
-    unreadable = parse_denied(scan.stderr)
-    if not counts and not unreadable:
-        raise RuntimeError(f"could not count open files on {host.name}: {scan.stderr.strip()}")
-    limits = parse_fd_limits(host.run("grep -H 'Max open files' /proc/[0-9]*/limits").stdout)
-    usage = []
-    for pid, count in counts.items():
-        soft = limits.get(pid)
-        if soft:
-            usage.append((100 * count / soft, pid, count, soft))
-    usage.sort(reverse=True)
-    shown = usage[: params.rows_listed]
-    names = {}
-    if shown:
-        listing = host.run(
-            ["ps", "-o", "pid=,user:32=,comm=", "-p", ",".join(str(row[1]) for row in shown)]
-        )
-        names = parse_processes(listing.stdout)
+    scan = net.open_files_scan()
+    usage = [row for row in scan.processes if row.soft_limit]
     evidence(
         "Processes closest to their open-files limit",
         [
             {
-                "pid": pid,
-                "user": names.get(pid, ("", ""))[0],
-                "command": names.get(pid, ("", ""))[1],
-                "open_fds": count,
-                "soft_limit": soft,
-                "percent": round(percent, 1),
+                "pid": row.pid,
+                "user": row.user,
+                "command": row.command,
+                "open_fds": row.count,
+                "soft_limit": row.soft_limit,
+                "percent": round(row.percent, 1),
             }
-            for percent, pid, count, soft in shown
+            for row in usage[: params.rows_listed]
         ]
         or "none",
     )
-    near = [row for row in usage if row[0] >= params.fd_percent]
+    near = [row for row in usage if row.percent >= params.fd_percent]
     if near:
         rule_in(
             "; ".join(
-                f"{names.get(pid, ('', '?'))[1]} (pid {pid}) has {count} files open, "
-                f"{percent:.0f}% of its limit of {soft} (threshold {params.fd_percent:g}%)"
-                for percent, pid, count, soft in near[:3]
+                f"{row.command or '?'} (pid {row.pid}) has {row.count} files open, "
+                f"{row.percent:.0f}% of its limit of {row.soft_limit}"
+                f" (threshold {params.fd_percent:g}%)"
+                for row in near[:3]
             )
         )
-    if unreadable:
+    if scan.unreadable:
+        unreadable = scan.unreadable
         evidence("Processes whose open files could not be read", "\n".join(unreadable))
         many = len(unreadable)
         inconclusive(

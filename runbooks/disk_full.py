@@ -21,7 +21,7 @@ from runbook import rule_in
 from runbook import skip
 
 if TYPE_CHECKING:
-    from runbook.plugins.system import Disk
+    from runbook.plugins.storage import Disk
 
     from runbook import Host
 

@@ -24,7 +24,7 @@ from runbook import rule_out
 from runbook import skip
 
 if TYPE_CHECKING:
-    from runbook.plugins.system import MemoryHelpers
+    from runbook.plugins.memory import MemoryHelpers
 
     from runbook import Host
 

@@ -67,29 +67,10 @@ tls_expiring = hypothesis(
     "tls-certificate-expiring", "The TLS certificate has expired or expires within days"
 )
 
+#: How many listening sockets the evidence lists when none is on the port (by port number).
+LISTENERS_SHOWN = 200
 # ``pgrep -x`` compares with the kernel's process name, which keeps 15 characters.
 _COMM_LENGTH = 15
-
-
-def parse_listening(text: str) -> list[dict[str, Any]]:
-    """Parse ``ss -ltnH`` output into one row per listening socket: address and port."""
-    sockets: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 5:
-            continue
-        address, _, port = fields[3].rpartition(":")
-        if not port.isdigit():
-            continue
-        sockets.append(
-            {
-                "address": address.split("%")[0] or "*",
-                "port": int(port),
-                "recv_q": fields[1],
-                "send_q": fields[2],
-            }
-        )
-    return sockets
 
 
 def _url_host(url: str) -> tuple[str, int | None, str]:
@@ -177,15 +158,15 @@ def port_is_listening(host: Host, params: Any) -> None:
     """Rule ``port-not-listening`` out when a TCP socket listens on ``port``."""
     if not params.port:
         skip("no port configured")
-    result = host.run(["ss", "-ltnH"])
-    if not result.succeeded:
-        raise RuntimeError(f"ss failed on {host.name}: {result.stderr.strip()}")
-    sockets = parse_listening(result.stdout)
+    sockets = [
+        {"address": row.address, "port": row.port, "process": row.process}
+        for row in sorted(host.listening_ports(), key=lambda row: (row.port, row.address))
+    ]
     matching = [row for row in sockets if row["port"] == params.port]
     if matching:
         evidence(f"TCP sockets listening on port {params.port}", matching)
         return
-    evidence("TCP sockets listening (none on the port)", sockets[:50] or "none")
+    evidence("TCP sockets listening (none on the port)", sockets[:LISTENERS_SHOWN] or "none")
     rule_in(f"nothing listens on TCP port {params.port} on {host.name}")
 
 

@@ -12,6 +12,7 @@ the hypothesis it names is ruled in and every other one is ruled out.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -265,3 +266,44 @@ def test_database_slow_lints_and_dry_runs_cleanly(tmp_path):
     assert "cancel_long_running_queries" in dry.stdout
     for hypothesis in HYPOTHESES:
         assert hypothesis in dry.stdout
+
+
+def test_database_slow_over_ssh_names_the_culprits(
+    remote_project, sshd, pg, long_query, lock_wait, monkeypatch
+):
+    """Run on the test sshd; the postgres fixture reaches the DSN from this machine."""
+    for name in PG_ENV:
+        monkeypatch.delenv(name, raising=False)
+    holder, waiter = lock_wait
+    params = {
+        "pg_dsn": pg.dsn(),
+        "cache_min_blocks": "1",
+        "long_query_seconds": "1",
+        "lock_wait_seconds": "0",
+    }
+    argv = [arg for key, value in params.items() for arg in ("--param", f"{key}={value}")]
+    done = remote_project.run(
+        "run", "database-slow", "-H", f"127.0.0.2:{sshd.port}", *argv, "--json", "result.json"
+    )
+    data = json.loads((remote_project.root / "result.json").read_text())
+    where = f"127.0.0.2:{sshd.port}"
+    assert [(h["name"], h["status"]) for h in data["hosts"]] == [(where, "ok")], done.stderr
+    assert {check["host"] for check in data["checks"]} == {where}
+    hypotheses = by_id(data["hypotheses"])
+    statuses = {key: value["status"] for key, value in hypotheses.items()}
+    assert statuses == {
+        "long-running-queries": "ruled_in",
+        "lock-waits": "ruled_in",
+        "connection-saturation": "ruled_out",
+        "low-cache-hit-ratio": "ruled_out",
+    }, [(c["id"], c["outcome"], c["message"]) for c in data["checks"]]
+    assert hypotheses["long-running-queries"]["hosts"] == {where: "ruled_in"}
+    [long_message] = hypotheses["long-running-queries"]["evidence"]
+    assert f"pid {long_query.pid} has run " in long_message
+    assert "SELECT pg_sleep(30)" in long_message, long_message
+    [lock_message] = hypotheses["lock-waits"]["evidence"]
+    assert lock_message.startswith(f"pid {waiter.pid} has waited "), lock_message
+    assert f"held by pid {holder.info.backend_pid} (idle in transaction" in lock_message
+    assert pg.password not in done.stdout + done.stderr
+    assert data["params"]["pg_dsn"] == "***"
+    assert done.returncode == 1

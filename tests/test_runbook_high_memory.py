@@ -25,7 +25,7 @@ import pytest
 from resultdata import by_id
 from resultdata import check_evidence
 from resultdata import statuses
-from runbook.plugins.system import parse_oom_kills
+from runbook.plugins.memory import parse_oom_kills
 from sshd import SSHServer
 from sshd import unavailable
 

@@ -1,25 +1,26 @@
-"""The system plugin: parsers on literal text, one read-only command per helper, real use."""
+"""The system plugin and the Host helpers: parsers on literal text, one read-only command
+per helper, real use."""
 
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
+from canned import CannedBackend
+from canned import assert_read_only
+from canned import children
+from runbook.plugins import memory
+from runbook.plugins import storage
 from runbook.plugins import system
+from runbook.plugins.memory import Memory
 from runbook.plugins.system import CpuCounters
 from runbook.plugins.system import CpuTimes
 from runbook.plugins.system import LoadAverage
-from runbook.plugins.system import Memory
 from runbook.plugins.system import ProcessCount
 from runbook.plugins.system import TaskStat
 
-from runbook.guard import check_command
 from runbook.hosts import Host
 from runbook.local import LocalBackend
 
@@ -155,16 +156,16 @@ def test_parse_loadavg():
 
 
 def test_parse_meminfo():
-    memory = system.parse_meminfo(MEMINFO)
-    assert memory == Memory(8000000, 6000000, 2000000, 25.0, 2000000, 1500000)
-    assert memory.swap_used_kb == 500000
+    figures = memory.parse_meminfo(MEMINFO)
+    assert figures == Memory(8000000, 6000000, 2000000, 25.0, 2000000, 1500000)
+    assert figures.swap_used_kb == 500000
 
 
 def test_parse_meminfo_estimates_available_on_old_kernels():
     old = "\n".join(line for line in MEMINFO.splitlines() if "MemAvailable" not in line)
-    assert system.parse_meminfo(old).available_kb == 1000000 + 200000 + 3000000
+    assert memory.parse_meminfo(old).available_kb == 1000000 + 200000 + 3000000
     with pytest.raises(ValueError, match="MemTotal"):
-        system.parse_meminfo("MemFree: 10 kB\n")
+        memory.parse_meminfo("MemFree: 10 kB\n")
 
 
 @pytest.mark.parametrize(
@@ -184,7 +185,7 @@ def test_parse_meminfo_estimates_available_on_old_kernels():
     ],
 )
 def test_parse_df(row, filesystem, mount, total, used, available):
-    usage = system.parse_df(
+    usage = storage.parse_df(
         f"Filesystem 1024-blocks Used Available Capacity Mounted on\n{row}\n", "/x"
     )
     assert (usage.path, usage.filesystem, usage.mount) == ("/x", filesystem, mount)
@@ -192,10 +193,10 @@ def test_parse_df(row, filesystem, mount, total, used, available):
 
 
 def test_parse_df_percent_leaves_out_reserved_blocks_like_df():
-    usage = system.parse_df(DF_OUTPUT, "/")
+    usage = storage.parse_df(DF_OUTPUT, "/")
     assert usage.used_percent == pytest.approx(100 * 61440000 / (61440000 + 35840000))
     with pytest.raises(ValueError, match="no filesystem line"):
-        system.parse_df("Filesystem 1024-blocks Used Available Capacity Mounted on\n", "/")
+        storage.parse_df("Filesystem 1024-blocks Used Available Capacity Mounted on\n", "/")
 
 
 def test_parse_uptime():
@@ -268,28 +269,6 @@ def test_parse_top_processes_refuses_bad_input():
 # Helpers through a Host: one read-only command each, arguments quoted
 
 
-class CannedBackend:
-    """Answers each command with canned output picked by a substring; records commands."""
-
-    name = "canned"
-    uri = "canned://"
-
-    def __init__(self, answers):
-        self.answers = answers
-        self.commands = []
-
-    def execute(self, command, timeout, on_cancel):
-        self.commands.append(command)
-        text = command if isinstance(command, str) else shlex.join(command)
-        for key, stdout, stderr, status in self.answers:
-            if key in text:
-                return stdout, stderr, status
-        return "", f"{text}: unexpected command", 127
-
-    def close(self):
-        pass
-
-
 ANSWERS = [
     ("ps -ww", TOP_OUTPUT, "cat: /proc/777/stat: No such file or directory\n", 1),
     ("head -n 1 /proc/stat", "cpu  0 0 0 0 0 0 0 0\ncpu  100 0 50 50 0 0 0 0\n", "", 0),
@@ -321,11 +300,7 @@ def test_each_helper_sends_one_read_only_command(helper, expected):
     backend = CannedBackend(ANSWERS)
     assert helper(Host(backend)) == expected
     assert len(backend.commands) == 1
-    [command] = backend.commands
-    if isinstance(command, str):
-        check_command(command, None)
-    else:
-        check_command(shlex.join(command), list(command))
+    assert_read_only(backend.commands)
 
 
 def test_disk_usage_quotes_the_path():
@@ -365,24 +340,8 @@ def local():
 
 @pytest.fixture
 def spawn():
-    """Start Python programs; each prints 'ready' when set up. All are killed at the end."""
-    started = []
-
-    def start(code):
-        process = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True
-        )
-        started.append(process)
-        assert process.stdout.readline().strip() == "ready", "the helper process did not start"
-        return process
-
-    try:
+    with children() as start:
         yield start
-    finally:
-        for process in started:
-            process.kill()
-            process.wait()
-            process.stdout.close()
 
 
 def test_cpu_times_on_this_machine(local):
@@ -399,9 +358,9 @@ def test_counts_and_sizes_match_what_python_sees(local, tmp_path):
     load = local.load_average()
     assert load.runnable >= 1 and load.total_tasks >= load.runnable
     pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024
-    memory = local.memory()
-    assert memory.total_kb == pages
-    assert 0 < memory.available_kb <= memory.total_kb
+    figures = local.memory()
+    assert figures.total_kb == pages
+    assert 0 < figures.available_kb <= figures.total_kb
     with open("/proc/uptime") as uptime:
         assert local.uptime() == pytest.approx(float(uptime.read().split()[0]), abs=5)
     folder = tmp_path / "dir with space"
@@ -461,295 +420,3 @@ def test_process_count_sees_threads(local, spawn):
 
 
 # Disk helpers: inodes, largest files, deleted files held open
-
-DF_INODES_OUTPUT = """\
-Filesystem      Inodes  IUsed   IFree IUse% Mounted on
-/dev/sda1      6553600 655360 5898240   10% /srv/data dir
-"""
-FIND_FILES_OUTPUT = (
-    "1048576\t2048\troot\t/var/log/a.log\n"
-    "4294967296\t0\troot\t/var/lib/sparse.img\n"  # big, but takes no space
-    "2097152\t4096\twww-data\t/var/log/with\ttab and space.log\n"
-    "not a find line\n"
-    "1048576\t2048\troot\t/var/log/0.log\n"
-)
-FIND_FDS_OUTPUT = (
-    "/proc/42/fd/3\t/var/log/app.log (deleted)\n"
-    "/proc/42/fd/7\t/var/log/app.log.1 (deleted)\n"
-    "/proc/43/fd/1\t/tmp/gone (deleted)\n"  # closed before stat: no stat line
-    "/proc/44/fd/4\t/data/big (deleted)\n"
-)
-STAT_FDS_OUTPUT = (
-    "2049\t1000\t8\t/proc/42/fd/3\n2049\t5000\t16\t/proc/42/fd/7\n64768\t9000\t24\t/proc/44/fd/4\n"
-)
-PS_COMM_OUTPUT = "   42 www-data  nginx\n   44 postgres  postgres: writer\n"
-
-
-def test_parse_df_inodes():
-    usage = system.parse_df_inodes(DF_INODES_OUTPUT, "/srv/data dir/x")
-    assert (usage.mount, usage.total, usage.used, usage.free) == (
-        "/srv/data dir",
-        6553600,
-        655360,
-        5898240,
-    )
-    assert usage.used_percent == 10.0
-    no_table = "Filesystem Inodes IUsed IFree IUse% Mounted on\n/dev/sdb1 0 0 0 - /btrfs\n"
-    assert system.parse_df_inodes(no_table, "/btrfs").used_percent == 0.0
-    with pytest.raises(ValueError, match="no filesystem line"):
-        system.parse_df_inodes("df: /nope: No such file or directory\n", "/nope")
-
-
-def test_parse_find_files_orders_by_space_taken_and_skips_sparse_and_small():
-    files = system.parse_find_files(FIND_FILES_OUTPUT, limit=10, min_bytes=1 << 20)
-    assert [(f.path, f.allocated_bytes, f.owner) for f in files] == [
-        ("/var/log/with\ttab and space.log", 2 << 20, "www-data"),
-        ("/var/log/0.log", 1 << 20, "root"),
-        ("/var/log/a.log", 1 << 20, "root"),
-    ]
-    assert files[0].size_bytes == 2097152
-    assert system.parse_find_files(FIND_FILES_OUTPUT, limit=1)[0].path.endswith("space.log")
-    assert system.parse_find_files(FIND_FILES_OUTPUT, limit=5, min_bytes=3 << 20) == []
-
-
-def test_parse_unreadable_keeps_permission_errors_only():
-    stderr = (
-        "find: '/proc/1/fd/0': Permission denied\n"
-        "find: \u2018/root/private\u2019: Permission denied\n"
-        "find: '/proc/999/fd': No such file or directory\n"
-        "stat: cannot statx '/proc/1/fd/3': Permission denied\n"
-    )
-    assert system.parse_unreadable(stderr) == ("/proc/1/fd/0", "/root/private", "/proc/1/fd/3")
-
-
-def test_parse_deleted_open_files_joins_find_stat_and_ps():
-    files = system.parse_deleted_open_files(FIND_FDS_OUTPUT, STAT_FDS_OUTPUT, PS_COMM_OUTPUT)
-    assert [(f.pid, f.fd, f.path, f.allocated_bytes, f.device) for f in files] == [
-        (44, 4, "/data/big", 24 * 512, 64768),
-        (42, 7, "/var/log/app.log.1", 16 * 512, 2049),
-        (42, 3, "/var/log/app.log", 8 * 512, 2049),
-    ]
-    assert (files[0].user, files[0].command) == ("postgres", "postgres: writer")
-    assert (files[1].user, files[1].command, files[1].size_bytes) == ("www-data", "nginx", 5000)
-    # A process that ended before ps ran keeps its file, without a name.
-    [orphan] = system.parse_deleted_open_files(FIND_FDS_OUTPUT, STAT_FDS_OUTPUT, "")[:1]
-    assert (orphan.pid, orphan.command, orphan.user) == (44, "", "")
-
-
-DISK_ANSWERS = [
-    ("df -P -i", DF_INODES_OUTPUT, "", 0),
-    ("find /srv", FIND_FILES_OUTPUT, "find: '/srv/private': Permission denied\n", 1),
-    ("find /proc", FIND_FDS_OUTPUT, "find: '/proc/1/fd/0': Permission denied\n" * 2, 1),
-    ("stat -L -c '%d\t%s\t%b\t%n' -- /var", "2049\t4096\t8\t/var\n", "", 0),
-    ("stat -L -c", STAT_FDS_OUTPUT, "stat: cannot statx '/proc/43/fd/1': No such file\n", 1),
-    ("ps -o", PS_COMM_OUTPUT, "", 0),
-]
-
-
-def test_disk_helpers_send_read_only_commands_and_quote_paths():
-    backend = CannedBackend(DISK_ANSWERS)
-    host = Host(backend)
-    assert system.inode_usage(host, "/srv/data dir/x").used == 655360
-    scan = system.largest_files(host, "/srv", limit=2, min_bytes=1 << 20)
-    assert [f.path for f in scan.files] == ["/var/log/with\ttab and space.log", "/var/log/0.log"]
-    assert scan.unreadable == ("/srv/private",)
-    deleted = system.deleted_open_files(host, "/var")
-    assert [(f.pid, f.fd) for f in deleted.files] == [(42, 7), (42, 3)]  # same device as /var
-    assert deleted.unreadable == ("/proc/1",)
-    assert len(system.deleted_open_files(host).files) == 3
-    assert backend.commands[:2] == [
-        "df -P -i '/srv/data dir/x'",
-        ["find", "/srv", "-xdev", "-type", "f", "-size", "+1023k", "-printf", r"%s\t%b\t%u\t%p\n"],
-    ]
-    assert ["ps", "-o", "pid=,user:32=,comm=", "-p", "42,43,44"] in backend.commands
-    for command in backend.commands:
-        if isinstance(command, str):
-            check_command(command, None)
-        else:
-            check_command(shlex.join(command), list(command))
-
-
-def test_disk_helpers_fail_clearly_and_refuse_bad_arguments():
-    host = Host(CannedBackend([("find", "", "find: '/nope': No such file or directory\n", 1)]))
-    with pytest.raises(RuntimeError, match=r"failed on canned \(exit status 1\): find: '/nope'"):
-        system.largest_files(host, "/nope")
-    with pytest.raises(RuntimeError, match="find /proc"):
-        system.deleted_open_files(host)
-    with pytest.raises(ValueError, match="limit must be at least 1"):
-        system.largest_files(host, "/", limit=0)
-    with pytest.raises(ValueError, match="min_bytes must not be negative"):
-        system.largest_files(host, "/", min_bytes=-1)
-
-
-def test_disk_helpers_on_this_machine(local, tmp_path, spawn):
-    statvfs = os.statvfs(tmp_path)
-    assert system.inode_usage(local, str(tmp_path)).total == statvfs.f_files
-    (tmp_path / "real.bin").write_bytes(b"x" * (3 << 20))
-    with open(tmp_path / "sparse.bin", "wb") as sparse:
-        sparse.truncate(50 << 20)
-    (tmp_path / "small.bin").write_bytes(b"x" * 1000)
-    scan = system.largest_files(local, str(tmp_path), limit=5, min_bytes=1 << 20)
-    assert [f.path for f in scan.files] == [str(tmp_path / "real.bin")]
-    assert scan.files[0].allocated_bytes >= 3 << 20 and scan.unreadable == ()
-    held = tmp_path / "held.log"
-    holder = spawn(
-        f"""
-        import os, time
-        held = open({str(held)!r}, "wb")
-        held.write(b"x" * (2 << 20))
-        held.flush()
-        os.unlink({str(held)!r})
-        print("ready", flush=True)
-        time.sleep(60)
-        """
-    )
-    scan = system.deleted_open_files(local, str(tmp_path))
-    # The holder also inherited pytest's capture files (deleted, in /tmp): pick ours.
-    found = [f for f in scan.files if f.pid == holder.pid and f.path == str(held)]
-    assert [(f.path, f.size_bytes, f.user) for f in found] == [(str(held), 2 << 20, "root")]
-    assert found[0].command.startswith("python") and found[0].allocated_bytes >= 2 << 20
-    assert system.deleted_open_files(local, "/proc").files == ()  # another filesystem
-
-
-# Memory helpers: breakdown, swap activity, RSS growth, OOM kills
-
-MEMINFO_CACHE_FULL = """\
-MemTotal:       16000000 kB
-MemFree:          400000 kB
-MemAvailable:   11000000 kB
-Buffers:          300000 kB
-Cached:         10500000 kB
-Shmem:            500000 kB
-SReclaimable:     200000 kB
-SwapTotal:             0 kB
-"""
-VMSTAT = "nr_free_pages 100000\npswpin {}\npswpout {}\npgfault 123456\n"
-PS_RSS = """\
- 4242 alice    100000 python3 leak.py --serve
-  777 bob        5000 sleep 1000
-  888 carol      6000 old command
-  999 dave       9000 shrinking
-"""
-PS_RSS_LATER = """\
- 4242 alice    202400 python3 leak.py --serve
-  777 bob        5000 sleep 1000
-  888 carol      6000 new command
-  999 dave       7976 shrinking
- 5000 erin      90000 started later
-"""
-# Real kernel log shapes: a memcg kill (5.x), a global kill with the old "Kill process"
-# line before it (4.x), and journalctl -k -o short-monotonic.
-KERNEL_LOG = (
-    "[    1.532678] EXT4-fs (vda): mounted filesystem r/w without journal.\n"
-    "[ 6287.040909] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,"
-    "task=python3,pid=21096,uid=0\n"
-    "[ 6287.040998] Memory cgroup out of memory: Killed process 21096 (python3) "
-    "total-vm:75164kB, anon-rss:65152kB, file-rss:6616kB, shmem-rss:0kB, UID:0 "
-    "pgtables:188kB oom_score_adj:0\n"
-    "[ 7000.100000] Out of memory: Kill process 3141 (java) score 912 or sacrifice child\n"
-    "[ 7000.100500] Killed process 3141 (java) total-vm:9000000kB, anon-rss:7340032kB, "
-    "file-rss:0kB\n"
-    "[ 7100.000000] web1 kernel: Out of memory: Killed process 77 (my (odd) app) total-vm:1kB\n"
-)
-
-
-def test_parse_meminfo_breakdown_counts_reclaimable_cache():
-    memory = system.parse_meminfo_breakdown(MEMINFO_CACHE_FULL)
-    assert (memory.total_kb, memory.free_kb, memory.available_kb) == (16000000, 400000, 11000000)
-    # Buffers + Cached - Shmem (tmpfs cannot be dropped) + SReclaimable.
-    assert memory.cache_kb == 300000 + 10500000 - 500000 + 200000
-    assert memory.free_percent == pytest.approx(2.5)
-    assert memory.available_percent == pytest.approx(68.75)
-    assert system.parse_meminfo_breakdown(MEMINFO).cache_kb == 3200000  # no Shmem line
-    with pytest.raises(ValueError, match="no MemTotal"):
-        system.parse_meminfo_breakdown("MemFree: 1 kB\n")
-
-
-def test_parse_swap_activity_is_pages_per_second():
-    text = VMSTAT.format(1000, 5000) + VMSTAT.format(1600, 5800)
-    activity = system.parse_swap_activity(text, 2.0)
-    assert (activity.pages_in_per_s, activity.pages_out_per_s) == (300.0, 400.0)
-    assert activity.pages_per_s == 700.0
-    with pytest.raises(ValueError, match="two readings"):
-        system.parse_swap_activity(VMSTAT.format(1, 2), 1.0)
-
-
-def test_parse_memory_growth_orders_by_rate_and_skips_reused_pids():
-    text = f"6000.00 100.00\n{PS_RSS}6002.00 101.00\n{PS_RSS_LATER}"
-    grown = system.parse_memory_growth(text)
-    assert [process.pid for process in grown] == [4242, 777, 999]  # 888 reused, 5000 new
-    leak = grown[0]
-    assert (leak.user, leak.rss_before_kb, leak.rss_after_kb) == ("alice", 100000, 202400)
-    assert leak.mb_per_s == pytest.approx(50.0)  # 102400 KiB in 2 s
-    assert leak.grown_kb == 102400 and leak.args == "python3 leak.py --serve"
-    assert grown[-1].mb_per_s < 0
-    with pytest.raises(ValueError, match="two process samples"):
-        system.parse_memory_growth(PS_RSS)
-
-
-def test_parse_oom_kills_reads_memcg_global_and_journal_lines():
-    kills = system.parse_oom_kills(KERNEL_LOG)
-    assert [(k.seconds, k.pid, k.command, k.anon_rss_kb, k.in_cgroup) for k in kills] == [
-        (6287.040998, 21096, "python3", 65152, True),
-        (7000.1005, 3141, "java", 7340032, False),
-        (7100.0, 77, "my (odd) app", 0, False),
-    ]
-    assert system.parse_oom_kills("[    1.0] nothing to see\nKilled process 1 (x)\n") == []
-
-
-def test_memory_helpers_send_read_only_commands():
-    answers = [
-        ("/proc/meminfo", MEMINFO_CACHE_FULL, "", 0),
-        ("/proc/vmstat", VMSTAT.format(0, 0) + VMSTAT.format(10, 20), "", 0),
-        ("ps -ww -e -o pid=,user:32=,rss=", f"1.00 0\n{PS_RSS}3.00 0\n{PS_RSS_LATER}", "", 0),
-    ]
-    backend = CannedBackend(answers)
-    mem = system.MemoryHelpers(Host(backend))
-    assert mem.breakdown().free_kb == 400000
-    assert mem.swap_activity(0.5).pages_per_s == 60.0
-    assert mem.growth(0.5)[0].pid == 4242
-    assert len(backend.commands) == 3
-    for command in backend.commands:
-        if isinstance(command, str):
-            check_command(command, None)
-        else:
-            check_command(shlex.join(command), list(command))
-    assert "sleep 0.500" in backend.commands[1]
-    with pytest.raises(ValueError, match="interval must be a positive"):
-        mem.growth(0)
-
-
-def test_kernel_log_falls_back_to_journalctl_then_says_why_it_cannot():
-    dmesg_denied = ("dmesg", "", "dmesg: read kernel buffer failed: Operation not permitted\n", 1)
-    journal = ("journalctl -k", KERNEL_LOG, "", 0)
-    log = system.kernel_log(Host(CannedBackend([dmesg_denied, journal])))
-    assert log.source.startswith("journalctl -k -b -o short-monotonic")
-    assert [kill.pid for kill in log.oom_kills()] == [21096, 3141, 77]
-    empty = ("journalctl -k", "-- No entries --\n", "No journal files were found.\n", 0)
-    backend = CannedBackend([dmesg_denied, empty])
-    log = system.kernel_log(Host(backend))
-    assert (log.source, log.text) == ("", "")
-    assert log.errors == (
-        "dmesg: read kernel buffer failed: Operation not permitted",
-        "journalctl -k -b -o short-monotonic --no-pager: No journal files were found.",
-    )
-    for command in backend.commands:
-        check_command(command, None)
-
-
-def test_memory_helpers_on_this_machine(local, spawn):
-    memory = system.memory_breakdown(local)
-    assert 0 < memory.free_kb <= memory.available_kb <= memory.total_kb
-    assert system.swap_activity(local, 0.2).seconds == 0.2
-    hog = spawn(
-        """
-        import time
-        chunks = []
-        print("ready", flush=True)
-        while True:
-            chunks.append(b"x" * (4 << 20))
-            time.sleep(0.05)
-        """
-    )
-    grown = system.memory_growth(local, 0.5)
-    assert grown[0].pid == hog.pid and grown[0].mb_per_s > 20, grown[:3]
