@@ -21,6 +21,9 @@ Neither layer stops a function that *reads* as a SELECT and writes anyway (a
 user-defined function that calls ``pg_terminate_backend``): connect as a role
 with ``pg_monitor`` only, not a superuser. The password is never shown: it is
 scrubbed from every error the client raises.
+
+Queries go through ``host.exchange``, so ``runbook run --record`` keeps their
+rows in the cassette and ``--replay`` answers them without connecting.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Any
 
+from runbook import Host
 from runbook import ReadOnlyViolation
 from runbook import fixture
 
@@ -213,10 +217,13 @@ class PostgresClient:
     runbook can check ``is_configured`` (and skip) without connecting.
     """
 
-    def __init__(self, dsn: str = "", *, statement_timeout: float = 10.0) -> None:
+    def __init__(
+        self, dsn: str = "", *, statement_timeout: float = 10.0, host: Host | None = None
+    ) -> None:
         self._dsn = dsn
         self.statement_timeout = statement_timeout
         self._connection: psycopg.Connection[Any] | None = None
+        self._host = host
 
     def __repr__(self) -> str:
         return f"<PostgresClient {self.where}>"
@@ -249,7 +256,11 @@ class PostgresClient:
                 reason,
                 "the postgres fixture sends plain reads only",
             )
-        return self._execute(sql, params)
+        if self._host is None:
+            return self._execute(sql, params)
+        # Through the host, so that --record keeps the rows and --replay answers them.
+        request = sql if params is None else f"{sql} -- params: {params!r}"
+        return self._host.exchange("sql", request, lambda: self._execute(sql, params))
 
     def connections(self) -> ConnectionUsage:
         """Count client connections by state, against ``max_connections``."""
@@ -418,9 +429,9 @@ class PostgresClient:
 
 
 @fixture(scope="host")
-def postgres(params: Any) -> Iterator[PostgresClient]:
+def postgres(params: Any, host: Host) -> Iterator[PostgresClient]:
     """A read-only PostgreSQL client, connecting from this machine to ``params.pg_dsn``."""
-    client = PostgresClient(getattr(params, "pg_dsn", "") or "")
+    client = PostgresClient(getattr(params, "pg_dsn", "") or "", host=host)
     try:
         yield client
     finally:
