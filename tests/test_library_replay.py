@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 import runbook.library
 
 CASSETTES = Path(__file__).resolve().parent / "cassettes"

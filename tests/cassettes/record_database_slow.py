@@ -13,9 +13,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from pg import start_cluster  # noqa: E402  (tests/pg.py)
-
 import expect  # noqa: E402
+from pg import start_cluster  # noqa: E402  (tests/pg.py)
 
 
 def wait_until(admin, sql: str, params: tuple) -> None:
@@ -42,18 +41,42 @@ def main() -> None:
         holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
         waiter = cluster.connect()
         waiter.pgconn.send_query(b"SELECT count(*) FROM orders")
-        wait_until(admin, "SELECT %s = ANY(pg_blocking_pids(%s))",
-                   (holder.info.backend_pid, waiter.info.backend_pid))
-        wait_until(admin, "SELECT now() - query_start > interval '1.5 s' FROM pg_stat_activity"
-                   " WHERE pid = %s", (slow_pid,))
+        wait_until(
+            admin,
+            "SELECT %s = ANY(pg_blocking_pids(%s))",
+            (holder.info.backend_pid, waiter.info.backend_pid),
+        )
+        wait_until(
+            admin,
+            "SELECT now() - query_start > interval '1.5 s' FROM pg_stat_activity WHERE pid = %s",
+            (slow_pid,),
+        )
         with tempfile.TemporaryDirectory() as scratch:
             result = Path(scratch) / "result.json"
             subprocess.run(
-                ["runbook", "run", "database-slow", "--record", str(HERE / "database-slow.yaml"),
-                 "--json", str(result), "--report", str(Path(scratch) / "report.md"), "-q",
-                 "--param", f"pg_dsn={cluster.dsn()}", "--param", "long_query_seconds=1",
-                 "--param", "lock_wait_seconds=0", "--param", "cache_min_blocks=1"],
-                cwd=scratch, check=False, stdout=subprocess.DEVNULL,
+                [
+                    "runbook",
+                    "run",
+                    "database-slow",
+                    "--record",
+                    str(HERE / "database-slow.yaml"),
+                    "--json",
+                    str(result),
+                    "--report",
+                    str(Path(scratch) / "report.md"),
+                    "-q",
+                    "--param",
+                    f"pg_dsn={cluster.dsn()}",
+                    "--param",
+                    "long_query_seconds=1",
+                    "--param",
+                    "lock_wait_seconds=0",
+                    "--param",
+                    "cache_min_blocks=1",
+                ],
+                cwd=scratch,
+                check=False,
+                stdout=subprocess.DEVNULL,
             )
             expect.main("database-slow", str(result))
         for connection in (slow, waiter):
