@@ -199,29 +199,35 @@ def new(name: str, directory: str) -> int:
 
 @cli.command()
 @click.argument("names", nargs=-1)
-def lint(names: tuple[str, ...]) -> int:
-    """Check runbooks without running them (all, or NAME...); exit 1 on findings."""
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def lint(names: tuple[str, ...], as_json: bool) -> int:
+    """Check runbooks without running them (all, or NAME...); exit 1 on findings.
+
+    \b
+    Rules: imports, docstring, hypothesis-unique, hypothesis-tested, needs,
+    action-mitigates, fixtures, params, read-only (see docs/cli.md).
+    """
     from tabulate import tabulate
 
-    from runbook.lint import from_collection_error
-    from runbook.lint import lint_runbook
+    from runbook.lint import SCHEMA
+    from runbook.lint import lint_collection
 
     config, collection = setup()
-    runbooks = (
-        [lookup(collection, name) for name in names]
-        if names
-        else sorted(collection.runbooks.values(), key=lambda rb: rb.name)
-    )
-    findings = [] if names else [from_collection_error(e) for e in collection.errors]
-    for runbook in runbooks:
-        findings += lint_runbook(runbook, collection.plugin_fixtures, config.read_only_allow)
-    if findings:
-        rows = [[f.location, f.rule, f.message] for f in findings]
-        click.echo(tabulate(rows, headers=["where", "rule", "finding"]))
-        click.echo(f"\n{len(findings)} finding(s) in {len(runbooks)} runbook(s)")
-        return ExitCode.FINDINGS
-    click.echo(f"{len(runbooks)} runbook(s) clean")
-    return ExitCode.OK
+    linted, findings = lint_collection(config, collection, names)
+    if as_json:
+        data = {
+            "schema": SCHEMA,
+            "runbooks": linted,
+            "findings": [f.to_dict() for f in findings],
+        }
+        click.echo(json.dumps(data, indent=2))
+    elif findings:
+        rows = [[f.location, f.runbook or "-", f.rule, f.message] for f in findings]
+        click.echo(tabulate(rows, headers=["where", "runbook", "rule", "finding"]))
+        click.echo(f"\n{len(findings)} finding(s) in {len(linted)} runbook(s)")
+    else:
+        click.echo(f"{len(linted)} runbook(s) clean")
+    return ExitCode.FINDINGS if findings else ExitCode.OK
 
 
 @cli.command(name="report")
