@@ -7,6 +7,7 @@ what it needs, so ``runbook --help`` stays fast.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import traceback
 from collections.abc import Sequence
@@ -189,11 +190,19 @@ def show(name: str, markdown: bool) -> int:
 )
 def new(name: str, directory: str) -> int:
     """Scaffold a new runbook NAME (and a test for it) from a template."""
+    from runbook.collect import library_dir
     from runbook.scaffold import scaffold
 
-    for path in scaffold(name, Path(directory)):
+    folder = Path(directory)
+    for path in scaffold(name, folder):
         click.echo(f"created {path}")
-    click.echo(f"next: edit it, then `runbook run {name}`")
+    if (library_dir() / f"{name.replace('-', '_')}.py").exists():
+        click.echo(f"note: it shadows the built-in runbook {name} where it is collected")
+    collected = folder.resolve() == (Path.cwd() / "runbooks").resolve()
+    where = "" if collected else f"RUNBOOK_PATH={shlex.quote(directory)} "
+    click.echo(f"next: edit it, then `{where}runbook run {name}`")
+    if not collected:
+        click.echo(f"(or add {directory!r} to `paths` in runbook.toml so it is always found)")
     return ExitCode.OK
 
 
