@@ -240,7 +240,9 @@ def test_read_only_rule_finds_commands_the_guard_would_refuse(project):
 
 def test_read_only_rule_honours_the_configured_allowlist(project):
     project.runbook("writes", READ_ONLY_CHECKS)
-    project.write("runbook.toml", '[read_only]\nallow = ["rm -rf /var/tmp/cache", "kill", "truncate"]\n')
+    project.write(
+        "runbook.toml", '[read_only]\nallow = ["rm -rf /var/tmp/cache", "kill", "truncate"]\n'
+    )
     code, data = lint_json(project, "writes")
     assert code == 1
     assert sorted(f["line"] for f in data["findings"]) == [9, 14, 17]
