@@ -1,4 +1,4 @@
-"""On GitHub Actions (``$GITHUB_STEP_SUMMARY`` set) each report and plan lands in the job summary."""
+"""With ``$GITHUB_STEP_SUMMARY`` set, each report and plan is appended to the job summary."""
 
 from __future__ import annotations
 
