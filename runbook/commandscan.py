@@ -36,6 +36,8 @@ class StaticCommand:
     function: str
     command: str
     argv: tuple[str, ...] | None
+    #: The command as the source shows it (``%s`` kept, ``...`` for unknown values).
+    shown: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,8 +100,10 @@ class CommandScanner:
                 if _is_host_run(call):
                     command = _command(call, module.constants)
                     if command is not None:
-                        text, argv = command
-                        found.append(StaticCommand(path, call.lineno, function.name, text, argv))
+                        text, argv, shown = command
+                        found.append(
+                            StaticCommand(path, call.lineno, function.name, text, argv, shown)
+                        )
                 elif isinstance(call.func, ast.Name) and call.func.id not in seen:
                     helper = module.functions.get(call.func.id)
                     if helper is not None and not _is_action(helper):
@@ -141,21 +145,26 @@ def _is_action(function: _Function) -> bool:
 
 def _command(
     call: ast.Call, constants: dict[str, str]
-) -> tuple[str, tuple[str, ...] | None] | None:
-    """Return the command text (and argv for a list) with placeholders, or None if unknown."""
+) -> tuple[str, tuple[str, ...] | None, str] | None:
+    """Return the command with placeholders, its argv for a list, and how the source shows it.
+
+    None when the source does not show the command (or the program it runs).
+    """
     first, rest = call.args[0], call.args[1:]
     if isinstance(first, ast.List | ast.Tuple):
         words = [_text(element, constants) for element in first.elts]
         if not words or words[0] is None:
             return None  # the program itself is only known at run time
         argv = tuple(PLACEHOLDER if word is None else word for word in words)
-        return shlex.join(argv), argv
+        shown = " ".join("..." if word is None else shlex.quote(word) for word in words)
+        return shlex.join(argv), argv, shown
     text = _text(first, constants)
     if text is None:
         return None
+    shown = text.replace(PLACEHOLDER, "{...}")
     if rest:  # host.run("tail -n 50 %s", path): each %s is a quoted argument
         text = _TEMPLATE.sub(lambda m: "%" if m.group() == "%%" else PLACEHOLDER, text)
-    return text, None
+    return text, None, shown
 
 
 def _text(node: ast.expr, constants: dict[str, str]) -> str | None:

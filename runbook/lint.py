@@ -299,10 +299,9 @@ def _read_only(runbook: Runbook, allowed: Sequence[str]) -> Iterable[Finding]:
                     continue  # it depends on a value known at run time, or was said already
                 reported.add(key)
                 via = "" if command.function == item.id else f" (via {command.function})"
-                shown = command.command.replace(PLACEHOLDER, "...")
                 yield Finding(
                     command.path,
                     command.lineno,
                     "read-only",
-                    f"{item.id}{via}: {shown!r}: {reason}",
+                    f"{item.id}{via}: {command.shown!r}: {reason}",
                 )

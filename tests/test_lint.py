@@ -231,9 +231,9 @@ def test_read_only_rule_finds_commands_the_guard_would_refuse(project):
     assert {f["rule"] for f in data["findings"]} == {"read-only"}
     assert sorted(found) == [9, 13, 14, 15, 16, 17]
     assert found[13] == "writes: 'rm -rf /var/tmp/cache': 'rm' is not on the read-only allowlist"
-    assert found[14].startswith("writes: 'systemctl restart ...': systemctl restart")
+    assert found[14].startswith("writes: 'systemctl restart %s': systemctl restart")
     assert found[15].startswith("writes: 'kill -9 ...': 'kill' is not on the read-only")
-    assert found[16].startswith("writes: 'truncate -s 0 ...': 'truncate' is not")
+    assert found[16].startswith("writes: 'truncate -s 0 {...}': 'truncate' is not")
     assert "output redirection '>' to '/tmp/copy'" in found[17]
     assert found[9].startswith("writes (via restart): 'systemctl restart nginx'")
 
