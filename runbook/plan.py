@@ -85,7 +85,8 @@ class Plan:
         return {
             "schema": SCHEMA,
             "runbook": self.runbook,
-            "mode": self.mode,
+            "mode": "dry-run",
+            "planned_mode": self.mode,
             "preview": self.preview,
             "exit_code": int(self.exit_code),
             "params": self.params,

@@ -194,6 +194,8 @@ def run(
     for key, flag in UNAVAILABLE.items():
         if unavailable.get(key):
             raise UsageError(f"{flag} is not available in this version of runbook")
+    if dry_run and junit_xml:
+        raise UsageError("--junit-xml holds check results, and a --dry-run runs no check")
     if len(names) > 1 and any(p not in (None, "-") for p in (report, json_path)):
         raise UsageError("--report/--json name one file: give them with a single runbook")
     from runbook.params import parse_assignments

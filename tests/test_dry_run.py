@@ -181,7 +181,7 @@ def test_the_plan_is_written_as_markdown_and_json(project):
     plan = json.loads(data.read_text())
     assert plan["schema"] == "runbook.plan/1"
     assert plan["runbook"]["name"] == "queue-backlog"
-    assert plan["mode"] == "read-only"
+    assert (plan["mode"], plan["planned_mode"]) == ("dry-run", "read-only")
     assert plan["exit_code"] == 0
     assert plan["preview"].startswith("2 read-only checks on 1 host; 2 actions")
     assert plan["params"] == {"queue": "jobs", "max_depth": 5, "api_token": "***"}

@@ -140,3 +140,15 @@ def test_no_file_without_the_option(project):
     project.runbook("calm", CALM)
     assert project.invoke("run", "calm", "-q").exit_code == 0
     assert not list(project.root.rglob("*.xml"))
+
+
+def test_a_path_that_cannot_be_written_or_a_dry_run_is_a_usage_error(project):
+    project.runbook("calm", CALM)
+    project.write("blocker", "a file, not a folder\n")
+    result = project.invoke("run", "calm", "--junit-xml", "blocker/junit.xml")
+    assert result.exit_code == 4
+    assert "--junit-xml blocker/junit.xml: cannot create its folder" in result.output
+    assert not (project.root / "runbook-reports").exists()  # refused before running
+    result = project.invoke("run", "calm", "--dry-run", "--junit-xml", "junit.xml")
+    assert result.exit_code == 4
+    assert "--junit-xml holds check results, and a --dry-run runs no check" in result.output
