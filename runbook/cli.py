@@ -7,6 +7,7 @@ what it needs, so ``runbook --help`` stays fast.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import traceback
 from collections.abc import Sequence
@@ -189,39 +190,53 @@ def show(name: str, markdown: bool) -> int:
 )
 def new(name: str, directory: str) -> int:
     """Scaffold a new runbook NAME (and a test for it) from a template."""
+    from runbook.collect import library_dir
     from runbook.scaffold import scaffold
 
-    for path in scaffold(name, Path(directory)):
+    folder = Path(directory)
+    for path in scaffold(name, folder):
         click.echo(f"created {path}")
-    click.echo(f"next: edit it, then `runbook run {name}`")
+    if (library_dir() / f"{name.replace('-', '_')}.py").exists():
+        click.echo(f"note: it shadows the built-in runbook {name} where it is collected")
+    collected = folder.resolve() == (Path.cwd() / "runbooks").resolve()
+    where = "" if collected else f"RUNBOOK_PATH={shlex.quote(directory)} "
+    click.echo(f"next: edit it, then `{where}runbook run {name}`")
+    if not collected:
+        click.echo(f"(or add {directory!r} to `paths` in runbook.toml so it is always found)")
     return ExitCode.OK
 
 
 @cli.command()
 @click.argument("names", nargs=-1)
-def lint(names: tuple[str, ...]) -> int:
-    """Check runbooks without running them (all, or NAME...); exit 1 on findings."""
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def lint(names: tuple[str, ...], as_json: bool) -> int:
+    """Check runbooks without running them (all, or NAME...); exit 1 on findings.
+
+    \b
+    Rules: imports, docstring, hypothesis-unique, hypothesis-tested, needs,
+    action-mitigates, fixtures, params, read-only (see docs/cli.md).
+    """
     from tabulate import tabulate
 
-    from runbook.lint import from_collection_error
-    from runbook.lint import lint_runbook
+    from runbook.lint import SCHEMA
+    from runbook.lint import lint_collection
 
     config, collection = setup()
-    runbooks = (
-        [lookup(collection, name) for name in names]
-        if names
-        else sorted(collection.runbooks.values(), key=lambda rb: rb.name)
-    )
-    findings = [] if names else [from_collection_error(e) for e in collection.errors]
-    for runbook in runbooks:
-        findings += lint_runbook(runbook, collection.plugin_fixtures, config.read_only_allow)
-    if findings:
-        rows = [[f.location, f.rule, f.message] for f in findings]
-        click.echo(tabulate(rows, headers=["where", "rule", "finding"]))
-        click.echo(f"\n{len(findings)} finding(s) in {len(runbooks)} runbook(s)")
-        return ExitCode.FINDINGS
-    click.echo(f"{len(runbooks)} runbook(s) clean")
-    return ExitCode.OK
+    linted, findings = lint_collection(config, collection, names)
+    if as_json:
+        data = {
+            "schema": SCHEMA,
+            "runbooks": linted,
+            "findings": [f.to_dict() for f in findings],
+        }
+        click.echo(json.dumps(data, indent=2))
+    elif findings:
+        rows = [[f.location, f.runbook or "-", f.rule, f.message] for f in findings]
+        click.echo(tabulate(rows, headers=["where", "runbook", "rule", "finding"]))
+        click.echo(f"\n{len(findings)} finding(s) in {len(linted)} runbook(s)")
+    else:
+        click.echo(f"{len(linted)} runbook(s) clean")
+    return ExitCode.FINDINGS if findings else ExitCode.OK
 
 
 @cli.command(name="report")

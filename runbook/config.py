@@ -31,6 +31,7 @@ DEFAULT_PLUGINS = (
     "runbook.terminal",
     "runbook.report",
     "runbook.jsonresult",
+    "runbook.junitxml",
     "runbook.plugins.system",
     "runbook.plugins.memory",
     "runbook.plugins.storage",

@@ -152,14 +152,16 @@ def _hypotheses(
     for item in (*declared, *used):
         known = found.setdefault(item.id, item)
         if known is not item and known != item:
-            raise CollectionError(str(path), None, f"hypothesis id {item.id!r} is declared twice")
+            raise CollectionError(
+                str(path), None, f"hypothesis id {item.id!r} is declared twice", "hypothesis-unique"
+            )
     return tuple(found.values())
 
 
 def _params(namespace: dict[str, Any], path: Path) -> dict[str, Any]:
     params = namespace.get("PARAMS", {})
     if not isinstance(params, dict) or not all(isinstance(key, str) for key in params):
-        raise CollectionError(str(path), None, "PARAMS must be a dict with string keys")
+        raise CollectionError(str(path), None, "PARAMS must be a dict with string keys", "params")
     return dict(params)
 
 

@@ -92,12 +92,16 @@ class UsageError(Exception):
 
 
 class CollectionError(Exception):
-    """A runbook or plugin could not be loaded; names the file and line."""
+    """A runbook or plugin could not be loaded; names the file and line.
 
-    def __init__(self, path: str, lineno: int | None, message: str) -> None:
+    ``rule`` names the ``runbook lint`` rule the problem breaks.
+    """
+
+    def __init__(self, path: str, lineno: int | None, message: str, rule: str = "imports") -> None:
         self.path = path
         self.lineno = lineno
         self.message = message
+        self.rule = rule
         where = f"{path}:{lineno}" if lineno else path
         super().__init__(f"{where}: {message}")
 

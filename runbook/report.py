@@ -6,6 +6,7 @@ RESULT.json`` re-renders exactly what a run would have written.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,8 @@ from tabulate import tabulate
 
 from runbook.files import write_private
 from runbook.hookspec import hookimpl
+from runbook.stepsummary import VARIABLE as STEP_SUMMARY
+from runbook.stepsummary import append_step_summary
 
 if TYPE_CHECKING:
     from runbook.results import RunResult
@@ -191,10 +194,18 @@ def render_markdown(data: dict[str, Any], template: Path | None = None) -> str:
 
 @hookimpl
 def runbook_run_finished(result: RunResult) -> None:
-    """Write the Markdown report where the run says (``-`` for standard output)."""
-    if result.report is None:
+    """Write the Markdown report where the run says (``-`` for standard output).
+
+    With ``$GITHUB_STEP_SUMMARY`` set, the report is appended to that file too.
+    """
+    summary = os.environ.get(STEP_SUMMARY)
+    if result.report is None and not summary:
         return
     text = render_markdown(result.to_dict())
+    if summary:
+        append_step_summary(text)
+    if result.report is None:
+        return
     if result.report == "-":
         sys.stdout.write(text)
         sys.stdout.flush()

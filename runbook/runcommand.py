@@ -80,11 +80,6 @@ def _confirmer(yes: bool) -> Any:
     return confirm
 
 
-UNAVAILABLE = {
-    "junit_xml": "--junit-xml",
-}
-
-
 @click.command(short_help="Investigate with runbooks NAME... (read-only unless --execute).")
 @click.argument("names", nargs=-1, required=True, metavar="NAME [NAME...]")
 @click.option(
@@ -141,7 +136,11 @@ UNAVAILABLE = {
 )
 @click.option("--report", metavar="PATH|-", help="Markdown report path ('-' for stdout).")
 @click.option("--json", "json_path", metavar="PATH|-", help="JSON result path ('-' for stdout).")
-@click.option("--junit-xml", type=click.Path(), help="Write JUnit XML (not available yet).")
+@click.option(
+    "--junit-xml",
+    type=click.Path(dir_okay=False),
+    help="Also write JUnit XML: a testcase per check and host (for CI).",
+)
 @click.option(
     "--forks",
     type=click.IntRange(1),
@@ -171,6 +170,7 @@ def run(
     replay: str | None,
     report: str | None,
     json_path: str | None,
+    junit_xml: str | None,
     forks: int | None,
     inventory: str | None,
     known_hosts: str | None,
@@ -180,7 +180,6 @@ def run(
     severity: str | None,
     verbose: int,
     quiet: int,
-    **unavailable: Any,
 ) -> int:
     """Run runbooks NAME... against targets (read-only unless --execute).
 
@@ -200,9 +199,8 @@ def run(
     Exit status: 0 nothing found, 1 a hypothesis ruled in or a check failed,
     2 interrupted, 3 internal error, 4 usage error, 5 nothing selected.
     """
-    for key, flag in UNAVAILABLE.items():
-        if unavailable.get(key):
-            raise UsageError(f"{flag} is not available in this version of runbook")
+    if dry_run and junit_xml:
+        raise UsageError("--junit-xml holds check results, and a --dry-run runs no check")
     if len(names) > 1 and any(p not in (None, "-") for p in (report, json_path)):
         raise UsageError("--report/--json name one file: give them with a single runbook")
     from runbook.params import parse_assignments
@@ -214,6 +212,7 @@ def run(
         stdout_is_data=stdout_is_data,
         known_hosts=known_hosts,
         accept_new_host_keys=accept_new_host_keys or None,
+        junit_xml=junit_xml,
     )
     runbooks = [lookup(collection, name) for name in dict.fromkeys(names)]
     if record and replay:
@@ -227,8 +226,6 @@ def run(
         targets = _targets(config, hosts, inventory)
     if record:
         _start_recording(config, runbooks, Path(record), execute or dry_run)
-    if dry_run:
-        return _dry_run(config, collection, runbooks, targets, overrides, keyword)
     settings = {
         "report": report,
         "json_path": json_path,
@@ -239,6 +236,8 @@ def run(
         "incident": incident,
         "severity": severity,
     }
+    if dry_run:
+        return _dry_run(config, collection, runbooks, targets, overrides, keyword, settings)
     return _run_all(config, collection, runbooks, targets, overrides, keyword, settings)
 
 
@@ -327,36 +326,46 @@ def _dry_run(
     targets: tuple[Target, ...],
     overrides: dict[str, str],
     keyword: str | None,
+    cli_options: dict[str, Any],
 ) -> int:
+    """Validate and write the plan of each runbook; contact no target, run no check."""
     from runbook.lint import lint_runbook
+    from runbook.plan import build_plan
+    from runbook.plan import render_text
+    from runbook.plan import resolve_hosts
+    from runbook.plan import write_plan
     from runbook.runner import Run
     from runbook.runner import RunOptions
 
-    worst = ExitCode.OK
+    hosts = resolve_hosts(config, targets)
+    to_stderr = "-" in (cli_options["report"], cli_options["json_path"])
+    stamp = _timestamp()
+    codes = []
     for runbook in runbooks:
-        run = Run(
+        report, json_path = _result_paths(
             config,
-            runbook,
-            RunOptions(targets=targets, params=overrides, keyword=keyword),
-            collection.plugin_fixtures,
+            f"{runbook.name}-plan",
+            cli_options["report"],
+            cli_options["json_path"],
+            stamp,
         )
-        actions = ", ".join(a.id for a in runbook.actions) or "none"
-        click.echo(
-            f"{runbook.name}: {len(run.checks)} read-only checks on {len(targets)} "
-            f"host{'s' if len(targets) != 1 else ''}; {len(runbook.actions)} actions that "
-            f"change state ({actions}), gated by --execute and confirmation"
+        options = RunOptions(
+            targets=targets,
+            params=overrides,
+            keyword=keyword,
+            execute=cli_options["execute"],
+            check_timeout=cli_options["timeout"] or config.values.get("timeout"),
+            report=report,
+            json=json_path,
         )
-        for item in run.checks:
-            tests = ", ".join(h.id for h in item.tests) or "symptom"
-            needs = f" (after {item.spec.needs.id} is ruled in)" if item.spec.needs else ""
-            click.echo(f"  check  {item.id} [{tests}]{needs}")
-        for action in runbook.actions:
-            mitigates = ", ".join(h.id for h in action.spec.mitigates)
-            click.echo(f"  action {action.id} [mitigates {mitigates}]")
+        run = Run(config, runbook, options, collection.plugin_fixtures)
         findings = lint_runbook(runbook, collection.plugin_fixtures, config.read_only_allow)
-        for finding in findings:
-            click.echo(f"  {finding.location}: {finding.rule}: {finding.message}")
-            worst = ExitCode.FINDINGS
-        if not run.checks:
-            worst = max(worst, ExitCode.NO_CHECKS)
-    return worst
+        plan = build_plan(run, hosts, findings, yes=cli_options["yes"])
+        for line in render_text(plan):
+            click.echo(line, err=to_stderr)
+        for label, path in write_plan(plan):
+            click.echo(f"{label}: {path}", err=to_stderr)
+        codes.append(plan.exit_code)
+    if ExitCode.FINDINGS in codes:
+        return ExitCode.FINDINGS
+    return ExitCode.NO_CHECKS if all(c == ExitCode.NO_CHECKS for c in codes) else ExitCode.OK

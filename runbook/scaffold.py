@@ -95,6 +95,11 @@ def scaffold(name: str, directory: Path) -> list[Path]:
             "(e.g. 'queue-backlog')"
         )
     stem = name.replace("-", "_")
+    if stem.startswith("test_") or stem.endswith("_test") or stem == "runbookconf":
+        raise UsageError(
+            f"invalid runbook name {name!r}: files named test_*, *_test or runbookconf "
+            "are not collected as runbooks"
+        )
     title = name.replace("-", " ").capitalize()
     files = {
         directory / f"{stem}.py": RUNBOOK_TEMPLATE.format(title=title),

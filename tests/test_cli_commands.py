@@ -166,7 +166,11 @@ def test_dry_run_contacts_nothing_and_prints_the_plan(project):
         "(restart_workers), gated by --execute and confirmation" in result.output
     )
     assert "check  workers_consume [workers-stuck]" in result.output
-    assert not (project.root / "runbook-reports").exists()
+    written = sorted(p.name for p in (project.root / "runbook-reports").iterdir())
+    assert [name.split("-", 1)[1] for name in written] == [
+        "queue-backlog-plan.json",
+        "queue-backlog-plan.md",
+    ]
 
 
 def test_plugins_lists_plugins_hooks_and_fixtures(project):
