@@ -31,6 +31,8 @@ DEFAULT_PLUGINS = (
     "runbook.terminal",
     "runbook.report",
     "runbook.jsonresult",
+    "runbook.incidentplugin",
+    "runbook.notify",
     "runbook.plugins.system",
     "runbook.plugins.http",
     "runbook.plugins.postgres",

@@ -38,6 +38,20 @@ def _targets(config: Config, hosts: Sequence[str], inventory: str | None) -> tup
     return tuple(parse_targets(values, loaded))
 
 
+def _incident_id(value: str | None) -> str | None:
+    from runbook.incidents import check_id
+
+    return None if value is None else check_id(value)
+
+
+def _incident_severity(config: Config, incident: str | None) -> str | None:
+    """The severity of an existing incident: the operator set it there."""
+    from runbook.incidentplugin import store_for
+
+    store = store_for(config)
+    return store.load(incident).get("severity") if incident and store.exists(incident) else None
+
+
 def _timestamp() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
 
@@ -146,7 +160,12 @@ UNAVAILABLE = {
     default=None,
     help="Seconds a check may take before it is stopped (default 60).",
 )
-@click.option("--incident", metavar="ID", help="Incident this run belongs to.")
+@click.option(
+    "--incident",
+    metavar="ID",
+    callback=lambda _context, _option, value: _incident_id(value),
+    help="Record this run in incident ID (created if new; see `runbook incident`).",
+)
 @click.option("--severity", type=click.Choice(SEVERITIES), help="Incident severity.")
 @click.option("-v", "--verbose", count=True, help="Show messages of passed checks and tracebacks.")
 @click.option("-q", "--quiet", count=True, help="Only print the summary.")
@@ -214,7 +233,7 @@ def run(
         "timeout": timeout,
         "forks": forks,
         "incident": incident,
-        "severity": severity,
+        "severity": severity or _incident_severity(config, incident),
     }
     return _run_all(config, collection, runbooks, targets, overrides, keyword, settings)
 
