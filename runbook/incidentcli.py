@@ -26,9 +26,9 @@ DEFAULT_STATES = {
 
 def _store() -> IncidentStore:
     from runbook.config import load_config
-    from runbook.incidentplugin import store_for
+    from runbook.incidents import IncidentStore
 
-    return store_for(load_config())
+    return IncidentStore.from_config(load_config())
 
 
 def _operator() -> str:
@@ -97,15 +97,15 @@ def note(incident_id: str, words: tuple[str, ...]) -> int:
 @click.option("-m", "--message", help="The current state, for the status update.")
 def status(incident_id: str, status: str, message: str | None) -> int:
     """Set the status of incident ID and send a status update."""
-    from runbook.incidentplugin import announce
-    from runbook.incidentplugin import failures
-    from runbook.incidentplugin import store_for
     from runbook.incidents import Event
+    from runbook.incidents import IncidentStore
     from runbook.incidents import utcnow
     from runbook.session import setup
+    from runbook.statusupdate import announce
+    from runbook.statusupdate import failures
 
     config, _ = setup()  # with every plugin: third-party notifiers too
-    store = store_for(config)
+    store = IncidentStore.from_config(config)
     operator = _operator()
     now = utcnow()
     text = f"status: {status}" + (f": {_clean(message)}" if message else "") + f" ({operator})"

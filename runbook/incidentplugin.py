@@ -9,13 +9,17 @@ Statuses only move forward on their own; resolving is the operator's call.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Any
 
 from runbook.hookspec import hookimpl
 from runbook.incidents import STATUSES
 from runbook.incidents import IncidentStore
+from runbook.outcomes import UsageError
 
 if TYPE_CHECKING:
     from runbook.config import Config
@@ -24,57 +28,6 @@ if TYPE_CHECKING:
     from runbook.results import HostResult
     from runbook.results import RunResult
     from runbook.runner import Run
-    from runbook.statusupdate import Delivery
-
-
-def store_for(config: Config) -> IncidentStore:
-    """Return the incident store under the configured report directory."""
-    return IncidentStore(config.report_dir / "incidents")
-
-
-def announce(config: Config, incident: dict[str, Any], status: str, state: str) -> list[Delivery]:
-    """Render a status update, hand it to the notifiers, record it; return the deliveries."""
-    from runbook.statusupdate import make_update
-
-    section = config.values.get("notify", {})
-    template = section.get("template") if isinstance(section, dict) else None
-    interval = section.get("update_interval_minutes") if isinstance(section, dict) else None
-    update = make_update(
-        incident,
-        status,
-        state,
-        interval_minutes=float(interval) if interval else None,
-        template=config.path(template) if template else None,
-    )
-    groups = config.hook.runbook_status_update(update=update)
-    deliveries = [delivery for group in groups for delivery in group or ()]
-    if deliveries:
-        store_for(config).append(
-            update.incident,
-            "update",
-            f"status update sent: {status} ({_delivered(deliveries)})",
-            status=status,
-            deliveries=[
-                {"to": d.destination, "ok": d.ok, "attempts": d.attempts, "error": d.error}
-                for d in deliveries
-            ],
-        )
-    return deliveries
-
-
-def failures(deliveries: list[Delivery], status: str) -> list[str]:
-    """Return one warning per delivery that did not get through."""
-    return [
-        f"status update ({status}) to {d.destination} not delivered after {d.attempts} "
-        f"attempt(s): {d.error}"
-        for d in deliveries
-        if not d.ok
-    ]
-
-
-def _delivered(deliveries: list[Delivery]) -> str:
-    ok = sum(1 for d in deliveries if d.ok)
-    return f"delivered to {ok} of {len(deliveries)}"
 
 
 def later(current: str, proposed: str) -> str:
@@ -87,7 +40,7 @@ class IncidentRecorder:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = store_for(config)
+        self.store = IncidentStore.from_config(config)
         self._lock = threading.Lock()
         self._reset(None)
 
@@ -98,23 +51,40 @@ class IncidentRecorder:
         self.identified = False
         self.executed: list[str] = []
         self.hosts_left = len(run.host_names) if run else 0
+        self.updates: list[str] = []
+
+    @contextlib.contextmanager
+    def _recording(self, run: Run | None = None) -> Iterator[None]:
+        """Keep investigating when the incident cannot be written (a full disk, say)."""
+        run = run or self.run
+        try:
+            yield
+        except (OSError, UsageError) as exc:
+            warning = f"incident {self.incident_id or ''} not recorded: {exc}"
+            if run is None:
+                sys.stderr.write(f"warning: {warning}\n")
+            elif warning not in run.warnings:
+                run.warnings.append(warning)
 
     @hookimpl
     def runbook_run_started(self, run: Run) -> None:
         """Open the incident if it is new, record the start and announce it."""
         self._reset(run if run.options.incident else None)
-        if self.incident_id is None:
-            return
+        if self.incident_id is not None:
+            with self._recording():
+                self._started(run, self.incident_id)
+
+    def _started(self, run: Run, incident_id: str) -> None:
         name, hosts = run.runbook.name, ", ".join(run.host_names)
-        if not self.store.exists(self.incident_id):
+        if not self.store.exists(incident_id):
             self.store.open(
                 run.runbook.title,
                 severity=run.options.severity,
                 operator=run.info.operator,
-                incident_id=self.incident_id,
+                incident_id=incident_id,
             )
         self.store.append(
-            self.incident_id,
+            incident_id,
             "run_started",
             f"runbook {name} started ({run.mode}) on {hosts} by {run.info.operator}",
             runbook=name,
@@ -122,7 +92,7 @@ class IncidentRecorder:
             hosts=run.host_names,
             operator=run.info.operator,
         )
-        incident = self.store.load(self.incident_id)
+        incident = self.store.load(incident_id)
         if incident["status"] != "resolved":
             state = f"Investigating with runbook {name} ({run.runbook.title}) on {hosts}."
             self._announce(incident, incident["status"], state)
@@ -130,18 +100,21 @@ class IncidentRecorder:
     @hookimpl
     def runbook_check_finished(self, result: CheckResult) -> None:
         """Record each hypothesis ruled in; the first one marks the incident identified."""
-        if self.incident_id is None or self.run is None or result.verdict != "ruled_in":
-            return
-        statements = {h.id: h.statement for h in self.run.runbook.hypotheses}
+        if self.incident_id is not None and self.run is not None and result.verdict == "ruled_in":
+            with self._recording():
+                self._ruled_in(self.run, self.incident_id, result)
+
+    def _ruled_in(self, run: Run, incident_id: str, result: CheckResult) -> None:
+        statements = {h.id: h.statement for h in run.runbook.hypotheses}
         with self._lock:
             new = [h for h in result.tests if h not in self.ruled_in]
             self.ruled_in.update(new)
             first = bool(new) and not self.identified
             self.identified = self.identified or first
-        name = self.run.runbook.name
+        name = run.runbook.name
         for hypothesis in new:
             self.store.append(
-                self.incident_id,
+                incident_id,
                 "ruled_in",
                 f"{name}: {hypothesis} ruled in on {result.host} by {result.check}: "
                 f"{result.message}",
@@ -159,11 +132,14 @@ class IncidentRecorder:
     @hookimpl
     def runbook_action_finished(self, result: ActionResult) -> None:
         """Record every action, planned ones too."""
-        if self.incident_id is None or self.run is None:
-            return
-        name = self.run.runbook.name
+        if self.incident_id is not None and self.run is not None:
+            with self._recording():
+                self._action(self.run, self.incident_id, result)
+
+    def _action(self, run: Run, incident_id: str, result: ActionResult) -> None:
+        name = run.runbook.name
         self.store.append(
-            self.incident_id,
+            incident_id,
             "action",
             f"{name}: action {result.action} on {result.host}: "
             f"{result.status.replace('_', ' ')}"
@@ -187,15 +163,21 @@ class IncidentRecorder:
             self.hosts_left -= 1
             done = self.hosts_left == 0 and bool(self.executed)
         if done:
-            self._move("monitoring", f"Mitigation applied: {', '.join(self.executed)}.")
+            with self._recording():
+                self._move("monitoring", f"Mitigation applied: {', '.join(self.executed)}.")
 
     @hookimpl
     def runbook_run_finished(self, result: RunResult) -> None:
         """Keep the run's JSON result in the store and record how it ended."""
         if self.incident_id is None or self.run is None:
             return
-        incident_id, name = self.incident_id, str(result.runbook["name"])
+        incident_id, run = self.incident_id, self.run
         self._reset(None)
+        with self._recording(run):
+            self._finished(incident_id, result)
+
+    def _finished(self, incident_id: str, result: RunResult) -> None:
+        name = str(result.runbook["name"])
         data = result.to_dict()
         path = self.store.save_run(incident_id, name, data)
         ruled_in = [h.id for h in result.hypotheses if h.status == "ruled_in"]
@@ -256,9 +238,33 @@ class IncidentRecorder:
         self._announce(incident, new, state)
 
     def _announce(self, incident: dict[str, Any], status: str, state: str) -> None:
+        from runbook.statusupdate import announce
+        from runbook.statusupdate import delivered
+        from runbook.statusupdate import failures
+
         deliveries = announce(self.config, incident, status, state)
+        if deliveries:
+            self.updates.append(f"{status} ({delivered(deliveries)})")
         if self.run is not None:
             self.run.warnings.extend(failures(deliveries, status))
+
+    @hookimpl
+    def runbook_report_sections(self, result: RunResult) -> list[tuple[str, str]] | None:
+        """Say which incident the run belongs to, and the status updates it sent."""
+        if self.incident_id is None or result.incident != self.incident_id:
+            return None
+        incident_id = self.incident_id
+        with self._recording():
+            incident = self.store.load(incident_id)
+            lines = [
+                f"This run is part of incident **{incident_id}** ({incident['title']}), "
+                f"status *{incident['status']}*.",
+                f"Status updates sent: {', '.join(self.updates) or 'none'}.",
+                f"Timeline: `runbook incident show {incident_id}`; post-mortem draft: "
+                f"`runbook postmortem {incident_id}`.",
+            ]
+            return [("Incident", "\n\n".join(lines))]
+        return None
 
 
 @hookimpl

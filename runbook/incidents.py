@@ -19,10 +19,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 from runbook.files import write_private
 from runbook.outcomes import UsageError
+
+if TYPE_CHECKING:
+    from runbook.config import Config
 
 #: Incident statuses, in the order an incident usually moves through them.
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
@@ -77,6 +81,11 @@ class IncidentStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._lock = threading.Lock()  # a run records from several target threads
+
+    @classmethod
+    def from_config(cls, config: Config) -> IncidentStore:
+        """The store under the configured report directory: ``<report-dir>/incidents``."""
+        return cls(config.report_dir / "incidents")
 
     def folder(self, incident_id: str) -> Path:
         """Return the folder of an incident (it may not exist)."""

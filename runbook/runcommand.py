@@ -46,9 +46,9 @@ def _incident_id(value: str | None) -> str | None:
 
 def _incident_severity(config: Config, incident: str | None) -> str | None:
     """The severity of an existing incident: the operator set it there."""
-    from runbook.incidentplugin import store_for
+    from runbook.incidents import IncidentStore
 
-    store = store_for(config)
+    store = IncidentStore.from_config(config)
     return store.load(incident).get("severity") if incident and store.exists(incident) else None
 
 

@@ -226,7 +226,7 @@ def test_every_hook_is_called_as_documented(project):
     assert data["hosts"] == [{"name": "web1", "uri": "echo://web1", "status": "ok", "error": None}]
     report = (project.root / "hooked.md").read_text()
     assert "## Paging\n\npaged the hooked owners" in report
-    assert data["sections"] == [{"title": "Paging", "body": "paged the hooked owners"}]
+    assert {"title": "Paging", "body": "paged the hooked owners"} in data["sections"]
     called = {name for name in names if name.startswith("runbook_")} | {"runbook_make_host"}
     called.add("runbook_report_sections")  # proven by the report section above
     assert called == set(hook_names())

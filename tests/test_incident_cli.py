@@ -246,3 +246,12 @@ def test_list_shows_incidents_newest_first(project):
     lines = project.invoke("incident", "list").output.splitlines()
     assert lines[0].split()[:3] == [second, "P4", "investigating"]
     assert lines[1].split()[:3] == [first, "--", "investigating"]
+
+
+def test_an_unwritable_store_is_a_warning_and_the_investigation_goes_on(project):
+    project.runbook("disk", DISK)
+    project.write("runbook-reports/incidents", "not a folder\n")
+    result, data = project.run_json("disk", "--incident", "INC-FULL")
+    assert result.exit_code == 1  # the finding, not the store
+    assert data["hypotheses"][0]["status"] == "ruled_in"
+    assert any(w.startswith("incident INC-FULL not recorded: ") for w in data["warnings"])

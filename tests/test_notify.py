@@ -262,3 +262,39 @@ def test_payload_json_is_the_whole_update():
     assert body["sent_at"] == "1970-01-01T00:00:00.000Z"
     assert "Next update: none planned" in body["text"]
     assert "[severity not set] INC-1 T: RESOLVED" in body["text"]
+
+
+def test_a_crashing_notifier_plugin_is_a_warning(project, receiver):
+    configure(project, receiver.url)
+    project.write(
+        "tools/pager.py",
+        """
+        from runbook import hookimpl
+
+        @hookimpl
+        def runbook_status_update(update):
+            raise ConnectionError("pager API is down")
+        """,
+    )
+    text = (project.root / "runbook.toml").read_text()
+    project.write("runbook.toml", 'plugins = ["tools/pager.py"]\n' + text)
+    project.runbook("calm", CALM)
+    result, data = project.run_json("calm", "--incident", "INC-PAGER")
+    assert result.exit_code == 0, result.output
+    assert data["warnings"] == [
+        "status update (investigating) to a notifier plugin not delivered after 1 "
+        "attempt(s): ConnectionError: pager API is down"
+    ]
+
+
+def test_the_report_names_the_incident_and_the_updates_sent(project, receiver):
+    configure(project, receiver.url)
+    project.runbook("broken", BROKEN)
+    project.run_json("broken", "--incident", "INC-R", "--execute", "--yes")
+    report = (project.root / "broken.md").read_text()
+    assert "## Incident\n\nThis run is part of incident **INC-R** (Broken deploy)" in report
+    assert "status *monitoring*" in report
+    assert (
+        "Status updates sent: investigating (delivered to 1 of 1), identified (delivered to "
+        "1 of 1), monitoring (delivered to 1 of 1)." in report
+    )
