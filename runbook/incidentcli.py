@@ -44,7 +44,7 @@ def _clean(text: str) -> str:
     return Redactor().text(text)
 
 
-@click.group()
+@click.group(short_help="Open an incident, add notes, set its status, show its timeline.")
 def incident() -> None:
     """Open an incident, add notes, move its status and read its timeline.
 
@@ -120,11 +120,11 @@ def status(incident_id: str, status: str, message: str | None) -> int:
     return ExitCode.OK
 
 
-@incident.command()
+@incident.command(short_help="Set the severity of incident ID (P0..P4).")
 @click.argument("incident_id", metavar="ID")
 @click.argument("severity", type=click.Choice(SEVERITIES))
 def severity(incident_id: str, severity: str) -> int:
-    """Set the severity of incident ID (P0 outage .. P4 informational)."""
+    """Set the severity of incident ID: P0 (outage) .. P4 (informational)."""
     from runbook.incidents import Event
     from runbook.incidents import utcnow
 
@@ -182,7 +182,7 @@ def list_() -> int:
     return ExitCode.OK
 
 
-@click.command()
+@click.command(short_help="Write a blameless post-mortem draft of incident ID.")
 @click.argument("incident_id", metavar="ID")
 @click.option("-o", "--output", metavar="PATH", help="Write here instead of standard output.")
 @click.option(
