@@ -67,12 +67,14 @@ def incident() -> None:
 @click.option("--id", "incident_id", metavar="ID", help="Use this id instead of a new one.")
 def open_(title: str, severity: str | None, impact: str, incident_id: str | None) -> int:
     """Open an incident titled TITLE and print its new ID."""
+    operator = _operator()
     created = _store().open(
         _clean(title),
         severity=severity,
         impact=_clean(impact),
-        operator=_operator(),
+        operator=operator,
         incident_id=incident_id,
+        set_by=f"operator {operator}",
     )
     click.echo(created["id"])
     return ExitCode.OK

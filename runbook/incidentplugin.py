@@ -82,6 +82,7 @@ class IncidentRecorder:
                 severity=run.options.severity,
                 operator=run.info.operator,
                 incident_id=incident_id,
+                set_by=f"operator {run.info.operator}",
             )
         self.store.append(
             incident_id,

@@ -45,11 +45,15 @@ def _incident_id(value: str | None) -> str | None:
 
 
 def _incident_severity(config: Config, incident: str | None) -> str | None:
-    """The severity of an existing incident: the operator set it there."""
+    """The severity an operator gave the incident, if any (not one a runbook suggested)."""
     from runbook.incidents import IncidentStore
 
     store = IncidentStore.from_config(config)
-    return store.load(incident).get("severity") if incident and store.exists(incident) else None
+    if not incident or not store.exists(incident):
+        return None
+    state = store.load(incident)
+    by_operator = str(state.get("severity_set_by") or "").startswith("operator")
+    return state.get("severity") if by_operator else None
 
 
 def _timestamp() -> str:

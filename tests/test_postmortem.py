@@ -79,7 +79,18 @@ def test_the_operator_wins_over_the_suggestion_and_both_are_shown(project):
     report = (project.root / "errors.md").read_text()
     assert "P3 (set by the operator); the findings suggest P1" in report
     shown = project.invoke("incident", "show", "INC-OP").output
-    assert "errors suggests P1; the incident stays P3 (set by operator)" in shown
+    assert "errors suggests P1; the incident stays P3 (set by operator " in shown
+
+
+def test_a_later_run_does_not_pass_a_suggested_severity_off_as_the_operators(project):
+    project.runbook("errors", ERRORS)
+    project.runbook("quiet", QUIET)
+    project.run_json("errors", "--incident", "INC-LATER")  # the incident takes P1 from it
+    _, data = project.run_json("quiet", "--incident", "INC-LATER")
+    assert (data["severity"], data["severity_source"]) == (None, None)
+    project.invoke("incident", "severity", "INC-LATER", "P2")
+    _, data = project.run_json("quiet", "--incident", "INC-LATER")
+    assert (data["severity"], data["severity_source"]) == ("P2", "operator")
 
 
 def test_a_runbook_is_only_asked_about_its_own_runs(project):
