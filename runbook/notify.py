@@ -14,6 +14,7 @@ webhook URL is a secret: only its scheme and host are ever printed.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
 import time
@@ -81,8 +82,8 @@ def _webhook(table: dict[str, Any], index: int) -> Webhook:
     url = table.get("url") or (os.environ.get(str(url_env), "") if url_env else "")
     if not table.get("url") and not url_env:
         raise UsageError(f"{where}: needs url or url_env")
-    if url and urllib.parse.urlsplit(str(url)).scheme not in ("http", "https"):
-        raise UsageError(f"{where}: the url must start with http:// or https://")
+    if url:
+        _check_url(str(url), where)
     if table.get("format", "json") not in FORMATS:
         raise UsageError(f"{where}: format must be one of {', '.join(FORMATS)}")
     try:
@@ -96,6 +97,17 @@ def _webhook(table: dict[str, Any], index: int) -> Webhook:
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{where}: {exc}") from None
+
+
+def _check_url(url: str, where: str) -> None:
+    """Refuse a URL that is not http(s) or has no host; never show the URL itself."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        raise UsageError(f"{where}: the url is malformed") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{where}: the url must start with http:// or https:// and name a host")
 
 
 def payload(update: StatusUpdate, format: str) -> dict[str, Any]:
@@ -135,7 +147,7 @@ def deliver(
             error = f"HTTP {exc.code}"
             if exc.code not in RETRY_STATUSES:
                 break  # the receiver refuses this request; asking again will not help
-        except (urllib.error.URLError, OSError) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             error = f"{type(exc).__name__}: {reason}".replace(webhook.url, webhook.destination)
     return Delivery(webhook.destination, False, attempts, error)

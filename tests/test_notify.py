@@ -234,6 +234,8 @@ def test_unset_url_variable_is_a_failed_delivery(monkeypatch):
     [
         ({"format": "xml", "url": "http://x"}, "format must be one of json, slack"),
         ({"url": "ftp://x"}, "must start with http:// or https://"),
+        ({"url": "https://"}, "must start with http:// or https:// and name a host"),
+        ({"url": "https://x:port/secret"}, "the url is malformed"),
         ({}, "needs url or url_env"),
         ({"url": "http://x", "colour": "red"}, "unknown key(s) colour"),
         ({"url": "http://x", "retries": "many"}, "invalid literal"),
@@ -243,6 +245,8 @@ def test_bad_webhook_configuration_is_a_usage_error(table, message):
     with pytest.raises(UsageError, match=r"notify\.webhook") as raised:
         webhooks_from_config({"notify": {"webhook": [table]}})
     assert message in str(raised.value)
+    if table.get("url"):
+        assert table["url"] not in str(raised.value)  # a secret, even when wrong
 
 
 def test_bad_configuration_stops_a_run_with_exit_4(project):
