@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import threading
@@ -301,3 +302,19 @@ def test_the_report_names_the_incident_and_the_updates_sent(project, receiver):
         "Status updates sent: investigating (delivered to 1 of 1), identified (delivered to "
         "1 of 1), monitoring (delivered to 1 of 1)." in report
     )
+
+
+def test_the_update_template_and_interval_come_from_the_configuration(project, receiver):
+    project.write("status.j2", "{{ update.incident }} is {{ update.status }}: {{ update.impact }}")
+    project.write(
+        "runbook.toml",
+        f'[notify]\ntemplate = "status.j2"\nupdate_interval_minutes = 5\n\n'
+        f'[[notify.webhook]]\nurl = "{receiver.url}"\n',
+    )
+    incident = project.invoke("incident", "open", "T", "--impact", "all users").output.strip()
+    project.invoke("incident", "status", incident, "identified")
+    (body,) = receiver.bodies
+    assert body["text"] == f"{incident} is identified: all users\n"
+    sent = datetime.datetime.fromisoformat(body["sent_at"])
+    due = datetime.datetime.fromisoformat(body["next_update_at"])
+    assert due - sent == datetime.timedelta(minutes=5)
