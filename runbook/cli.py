@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from runbook.incidentcli import incident
+from runbook.incidentcli import postmortem
 from runbook.outcomes import CollectionError
 from runbook.outcomes import ExitCode
 from runbook.outcomes import UsageError
@@ -326,6 +328,8 @@ def plugins() -> int:
 
 
 cli.add_command(run)
+cli.add_command(incident)
+cli.add_command(postmortem)
 
 
 def main() -> None:

@@ -32,6 +32,8 @@ DEFAULT_PLUGINS = (
     "runbook.report",
     "runbook.jsonresult",
     "runbook.junitxml",
+    "runbook.incidentplugin",
+    "runbook.notify",
     "runbook.plugins.system",
     "runbook.plugins.memory",
     "runbook.plugins.storage",

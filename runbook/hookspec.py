@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from runbook.results import HostResult
     from runbook.results import RunResult
     from runbook.runner import Run
+    from runbook.statusupdate import Delivery
+    from runbook.statusupdate import StatusUpdate
     from runbook.steps import CommandRecord
     from runbook.steps import Step
 
@@ -131,6 +133,28 @@ def runbook_host_finished(result: HostResult) -> None:
 @hookspec
 def runbook_report_sections(result: RunResult) -> list[tuple[str, str]] | None:
     """Return extra ``(title, markdown)`` sections for the incident report."""
+
+
+@hookspec
+def runbook_suggest_severity(result: RunResult) -> str | None:
+    """Return a severity (``"P0"``..``"P4"``) that the findings of ``result`` suggest, or None.
+
+    Called once per run, after the checks and actions, before the report is written.
+    The most severe answer wins; it becomes the run's severity unless the operator set
+    one (``--severity``, or the incident's). An implementation in a runbook module is
+    only asked about that runbook's runs.
+    """
+
+
+@hookspec
+def runbook_status_update(update: StatusUpdate) -> list[Delivery] | None:
+    """Deliver an incident status update; return one ``Delivery`` per destination tried.
+
+    Called when a run under ``--incident`` starts (investigating), when it first rules
+    a hypothesis in (identified), after its actions ran (monitoring) and when the
+    incident's status changes (``runbook incident status``). Must not raise for a
+    failed delivery: return ``Delivery(ok=False, ...)`` and the run goes on.
+    """
 
 
 @hookspec

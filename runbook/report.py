@@ -35,6 +35,11 @@ ACTION_WORDS = {
     "failed": "failed",
     "declined": "declined",
 }
+SEVERITY_SOURCES = {
+    "operator": "the operator",
+    "runbook": "the runbook, from its findings",
+    "default": "the runbook's default",
+}
 DEFAULT_TEMPLATE = "report.md.j2"
 
 
@@ -73,7 +78,7 @@ def _context(data: dict[str, Any]) -> dict[str, Any]:
     summary = [
         ["runbook", f"{runbook.get('name')} ({runbook.get('source', '')})".strip()],
         ["incident", data.get("incident") or "none"],
-        ["severity", data.get("severity") or "not set"],
+        ["severity", _severity(data)],
         ["mode", data.get("mode")],
         ["operator", data.get("operator")],
         ["targets", ", ".join(f"{h['name']} ({h['status']})" for h in data.get("hosts", []))],
@@ -135,6 +140,18 @@ def _context(data: dict[str, Any]) -> dict[str, Any]:
         "ruled_in": [h["id"] for h in hypotheses if h["status"] == "ruled_in"],
         "planned": [a["id"] for a in actions if a["status"] == "planned"],
     }
+
+
+def _severity(data: dict[str, Any]) -> str:
+    """The severity, who set it, and what the findings suggested if that differs."""
+    severity, source = data.get("severity"), data.get("severity_source")
+    suggested = data.get("severity_suggested")
+    text = severity or "not set"
+    if severity and source:
+        text += f" (set by {SEVERITY_SOURCES.get(source, source)})"
+    if suggested and suggested != severity:
+        text += f"; the findings suggest {suggested}"
+    return text
 
 
 def _hosts(hypothesis: dict[str, Any], several: bool) -> str:

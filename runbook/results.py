@@ -195,6 +195,10 @@ class RunResult:
     sections: tuple[tuple[str, str], ...] = ()
     #: What widened the read-only allowlist for this run: configuration, checks, plugins.
     read_only_extensions: tuple[str, ...] = ()
+    #: What ``runbook_suggest_severity`` suggested from the findings.
+    severity_suggested: str | None = None
+    #: Who set ``severity``: ``operator``, ``runbook`` (the suggestion) or ``default``.
+    severity_source: str | None = None
 
     @property
     def commands(self) -> list[CommandRecord]:
@@ -212,6 +216,8 @@ class RunResult:
             "mode": self.mode,
             "incident": self.incident,
             "severity": self.severity,
+            "severity_suggested": self.severity_suggested,
+            "severity_source": self.severity_source,
             "operator": self.operator,
             "started_at": isotime(self.started_at),
             "finished_at": isotime(self.finished_at),

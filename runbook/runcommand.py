@@ -39,6 +39,24 @@ def _targets(config: Config, hosts: Sequence[str], inventory: str | None) -> tup
     return tuple(parse_targets(values, loaded))
 
 
+def _incident_id(value: str | None) -> str | None:
+    from runbook.incidents import check_id
+
+    return None if value is None else check_id(value)
+
+
+def _incident_severity(config: Config, incident: str | None) -> str | None:
+    """The severity an operator gave the incident, if any (not one a runbook suggested)."""
+    from runbook.incidents import IncidentStore
+
+    store = IncidentStore.from_config(config)
+    if not incident or not store.exists(incident):
+        return None
+    state = store.load(incident)
+    by_operator = str(state.get("severity_set_by") or "").startswith("operator")
+    return state.get("severity") if by_operator else None
+
+
 def _timestamp() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
 
@@ -154,7 +172,12 @@ def _confirmer(yes: bool) -> Any:
     default=None,
     help="Seconds a check may take before it is stopped (default 60).",
 )
-@click.option("--incident", metavar="ID", help="Incident this run belongs to.")
+@click.option(
+    "--incident",
+    metavar="ID",
+    callback=lambda _context, _option, value: _incident_id(value),
+    help="Record this run in incident ID (created if new; see `runbook incident`).",
+)
 @click.option("--severity", type=click.Choice(SEVERITIES), help="Incident severity.")
 @click.option("-v", "--verbose", count=True, help="Show messages of passed checks and tracebacks.")
 @click.option("-q", "--quiet", count=True, help="Only print the summary.")
@@ -234,7 +257,7 @@ def run(
         "timeout": timeout,
         "forks": forks,
         "incident": incident,
-        "severity": severity,
+        "severity": severity or _incident_severity(config, incident),
     }
     if dry_run:
         return _dry_run(config, collection, runbooks, targets, overrides, keyword, settings)

@@ -38,6 +38,8 @@ from runbook.results import HostResult
 from runbook.results import HypothesisResult
 from runbook.results import Mode
 from runbook.results import RunResult
+from runbook.severity import decide
+from runbook.severity import suggest
 from runbook.steps import CommandRecord
 from runbook.targets import Target
 from runbook.verdicts import judge
@@ -169,7 +171,7 @@ class Run:
             self.warnings.append(
                 f"internal error, the run stopped: {type(crash).__name__}: {crash}"
             )
-        result = self._result(interrupted, crashed=crash is not None)
+        result = self._with_severity(self._result(interrupted, crashed=crash is not None))
         groups = self.hook.runbook_report_sections(result=result)
         sections = [(title, self.redactor.text(body)) for g in groups for title, body in g or ()]
         result = dataclasses.replace(result, sections=tuple(sections))
@@ -209,6 +211,19 @@ class Run:
             while thread.is_alive():  # short joins keep Ctrl-C responsive
                 thread.join(0.1)
         return crashes[0] if crashes else None
+
+    def _with_severity(self, result: RunResult) -> RunResult:
+        """Ask plugins what severity the findings suggest; record who set the final one."""
+        try:
+            suggested = suggest(self.config.pluginmanager, result, self.runbook.path)
+        except Exception as exc:  # a crashing plugin must not cost the report
+            warning = f"runbook_suggest_severity failed: {type(exc).__name__}: {exc}"
+            warnings = (*result.warnings, self.redactor.text(warning))
+            return dataclasses.replace(result, warnings=warnings)
+        final, source = decide(self.options.severity, suggested, self.runbook.severity)
+        return dataclasses.replace(
+            result, severity=final, severity_suggested=suggested, severity_source=source
+        )
 
     def _backend(self, target: Target) -> Backend:
         backend: Backend | None = self.hook.runbook_make_host(spec=target.spec, config=self.config)

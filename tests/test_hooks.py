@@ -113,6 +113,18 @@ PLUGIN = '''
 
 
     @hookimpl
+    def runbook_suggest_severity(result):
+        log("runbook_suggest_severity", runbook=result.runbook["name"])
+        return "P3"
+
+
+    @hookimpl
+    def runbook_status_update(update):
+        log("runbook_status_update", incident=update.incident, status=update.status)
+        return []
+
+
+    @hookimpl
     def runbook_run_finished(result):
         log("runbook_run_finished", exit_code=result.exit_code, report=result.report)
 
@@ -164,7 +176,9 @@ def test_every_hook_is_called_as_documented(project):
     project.write("more/hooked.py", RUNBOOK)
     made = project.root / "made-by-check"
     project.write("more/runbookconf.py", SCRATCH.format(path=made))
-    result, data = project.run_json("hooked", "-H", "echo://web1", "--execute", "--yes")
+    result, data = project.run_json(
+        "hooked", "-H", "echo://web1", "--execute", "--yes", "--incident", "INC-HOOKS"
+    )
     assert result.exit_code == 1, result.output
     calls = read_log(project)
     names = [call["hook"] for call in calls]
@@ -200,6 +214,11 @@ def test_every_hook_is_called_as_documented(project):
     assert names.index("runbook_host_finished") > names.index("runbook_action_finished")
     finished = next(call for call in calls if call["hook"] == "runbook_run_finished")
     assert finished["exit_code"] == 1
+    assert {"hook": "runbook_suggest_severity", "runbook": "hooked"} in calls
+    assert (data["severity"], data["severity_source"]) == ("P3", "runbook")
+    updates = [call["status"] for call in calls if call["hook"] == "runbook_status_update"]
+    assert updates == ["investigating", "identified", "monitoring"]
+    assert all(c["incident"] == "INC-HOOKS" for c in calls if c.get("incident"))
     # The plugin's "allow" let a check run mkdir; its refusal blocked uptime.
     assert (project.root / "made-by-check").is_dir()
     refused = next(c for c in data["checks"] if c["id"] == "refused_by_plugin")
@@ -207,7 +226,7 @@ def test_every_hook_is_called_as_documented(project):
     assert data["hosts"] == [{"name": "web1", "uri": "echo://web1", "status": "ok", "error": None}]
     report = (project.root / "hooked.md").read_text()
     assert "## Paging\n\npaged the hooked owners" in report
-    assert data["sections"] == [{"title": "Paging", "body": "paged the hooked owners"}]
+    assert {"title": "Paging", "body": "paged the hooked owners"} in data["sections"]
     called = {name for name in names if name.startswith("runbook_")} | {"runbook_make_host"}
     called.add("runbook_report_sections")  # proven by the report section above
     assert called == set(hook_names())
