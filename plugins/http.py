@@ -312,7 +312,7 @@ class HttpClient:
         fields = ["-subject", "-issuer", "-startdate", "-enddate"]
         result = self.host.run(["openssl", "x509", "-noout", *fields, "-in", path])
         if not result.succeeded:
-            raise RuntimeError(_failure(self.host, result))
+            raise RuntimeError(result.describe_failure(self.host.name))
         return parse_openssl_x509(result.stdout)
 
     def resolve(self, name: str) -> list[str]:
@@ -323,7 +323,7 @@ class HttpClient:
         if result.exit_status == 2:  # getent: the name is not known
             return []
         if not result.succeeded:
-            raise RuntimeError(_failure(self.host, result))
+            raise RuntimeError(result.describe_failure(self.host.name))
         return parse_getent_ahosts(result.stdout)
 
     def tcp_connect(self, host: str, port: int, timeout: float = 3.0) -> bool:
@@ -418,9 +418,3 @@ def _header(name: str, value: str) -> str:
     if any(char in value for char in "\r\n\0"):
         raise ValueError(f"header {name}: a value cannot hold line breaks")
     return f"{name}: {value}" if value else f"{name};"  # curl sends "Name;" as an empty header
-
-
-def _failure(host: Host, result: CommandResult) -> str:
-    stderr = result.stderr.strip().splitlines()
-    message = f"{result.command!r} failed on {host.name} (exit status {result.exit_status})"
-    return f"{message}: {stderr[-1]}" if stderr else message

@@ -1,7 +1,8 @@
-"""The ``logs`` fixture: error counts of a log file, computed on the target.
+"""The ``logs`` fixture: error counts of a log file or journal unit, computed on the target.
 
 A log can be gigabytes; the client never copies it. One ``awk`` program runs on
-the target through ``Host.run``, reads the file once and prints a few lines of
+the target through ``Host.run``, reads the file once (or what ``journalctl -u
+UNIT --since ... -o short-iso`` pipes into it) and prints a few lines of
 aggregated counts: per error type, how many fell in the window and in the
 baseline before it, and when the first and last came. The target's clock (one
 ``date`` call) sets the windows, so a skewed client clock does not matter.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import shlex
 from typing import TYPE_CHECKING
 from typing import Literal
 
@@ -220,9 +222,50 @@ def parse_error_counts(text: str) -> tuple[int, int, list[ErrorType]]:
 def target_now(host: Host) -> dt.datetime:
     """Return the target's local time, naive (as log timestamps are written)."""
     result = host.run(_DATE_COMMAND)
-    if not result.succeeded:
-        raise RuntimeError(_failure(host, result))
-    return parse_date(result.stdout).replace(tzinfo=None)
+    return parse_date(result.check_output(host.name)).replace(tzinfo=None)
+
+
+def _check_window(since_minutes: float, baseline_minutes: float, by: str) -> None:
+    if since_minutes <= 0 or baseline_minutes < 0:
+        raise ValueError("since_minutes must be positive and baseline_minutes not negative")
+    if by not in ("type", "match"):
+        raise ValueError(f"by must be 'type' or 'match', not {by!r}")
+
+
+def _awk_argv(
+    now: dt.datetime, since_minutes: float, baseline_minutes: float, pattern: str, by: GroupBy
+) -> list[str]:
+    """Return ``awk -v ... -- PROGRAM``: the counter, for a window ending ``now``."""
+    window_start = now - dt.timedelta(minutes=since_minutes)
+    baseline_start = window_start - dt.timedelta(minutes=baseline_minutes)
+    # awk reads -v values as string literals: a backslash must be doubled to survive.
+    variables = {
+        "ws": window_start.strftime(_TIMESTAMP),
+        "bs": baseline_start.strftime(_TIMESTAMP),
+        "pat": pattern.replace("\\", "\\\\"),
+        "by": by,
+        "maxk": str(MAX_KEYS),
+    }
+    argv = ["awk"]
+    for name, value in variables.items():
+        argv += ["-v", f"{name}={value}"]
+    return [*argv, "--", _AWK_PROGRAM]
+
+
+def _error_counts(
+    result: CommandResult, source: str, now: dt.datetime, since: float, baseline: float
+) -> ErrorCounts:
+    lines, bytes_read, types = parse_error_counts(result.stdout)
+    return ErrorCounts(
+        path=source,
+        now=now,
+        since_minutes=since,
+        baseline_minutes=baseline,
+        types=tuple(types),
+        lines_scanned=lines,
+        bytes_scanned=bytes_read,
+        output_bytes=len(result.stdout.encode()) + len(result.stderr.encode()),
+    )
 
 
 def error_counts(
@@ -240,45 +283,60 @@ def error_counts(
     before it. Older lines are not counted. Raise ``FileNotFoundError`` when the
     file is missing and ``PermissionError`` when it cannot be read.
     """
-    if since_minutes <= 0 or baseline_minutes < 0:
-        raise ValueError("since_minutes must be positive and baseline_minutes not negative")
-    if by not in ("type", "match"):
-        raise ValueError(f"by must be 'type' or 'match', not {by!r}")
+    _check_window(since_minutes, baseline_minutes, by)
     now = target_now(host)
-    window_start = now - dt.timedelta(minutes=since_minutes)
-    baseline_start = window_start - dt.timedelta(minutes=baseline_minutes)
-    # awk reads -v values as string literals: a backslash must be doubled to survive.
-    variables = {
-        "ws": window_start.strftime(_TIMESTAMP),
-        "bs": baseline_start.strftime(_TIMESTAMP),
-        "pat": pattern.replace("\\", "\\\\"),
-        "by": by,
-        "maxk": str(MAX_KEYS),
-    }
-    argv = ["awk"]
-    for name, value in variables.items():
-        argv += ["-v", f"{name}={value}"]
     # A relative name holding "=" would be read by awk as an assignment.
     operand = path if path.startswith("/") else f"./{path}"
-    result = host.run([*argv, "--", _AWK_PROGRAM, operand])
+    result = host.run([*_awk_argv(now, since_minutes, baseline_minutes, pattern, by), operand])
     if not result.succeeded:
-        message = _failure(host, result)
+        message = result.describe_failure(host.name)
         if "No such file" in result.stderr or "cannot open" in result.stderr:
             if "ermission denied" in result.stderr:
                 raise PermissionError(message)
             raise FileNotFoundError(message)
         raise RuntimeError(message)
-    lines, bytes_read, types = parse_error_counts(result.stdout)
-    return ErrorCounts(
-        path=path,
-        now=now,
-        since_minutes=since_minutes,
-        baseline_minutes=baseline_minutes,
-        types=tuple(types),
-        lines_scanned=lines,
-        bytes_scanned=bytes_read,
-        output_bytes=len(result.stdout.encode()) + len(result.stderr.encode()),
-    )
+    return _error_counts(result, path, now, since_minutes, baseline_minutes)
+
+
+def journal_command(unit: str, since: dt.datetime, awk_argv: list[str]) -> str:
+    """Return ``journalctl -u UNIT --since ... -o short-iso | awk ...`` as one shell command.
+
+    ``short-iso`` starts each line with the entry's local time (``2026-11-24T03:00:01+0000``),
+    which the counter reads like a log file's timestamp. Every word is shell-quoted here.
+    """
+    journal = ["journalctl", "-u", unit, "--since", since.strftime(_TIMESTAMP)]
+    journal += ["-o", "short-iso", "--no-pager"]
+    return f"{shlex.join(journal)} | {shlex.join(awk_argv)}"
+
+
+def journal_error_counts(
+    host: Host,
+    unit: str,
+    *,
+    since_minutes: float,
+    baseline_minutes: float = 60.0,
+    pattern: str = ERROR_PATTERN,
+    by: GroupBy = "type",
+) -> ErrorCounts:
+    """Count the journal entries of systemd ``unit`` matching ``pattern`` by type, on the target.
+
+    ``journalctl`` reads only the window and its baseline (``--since``) and pipes
+    them into the same awk counter as ``error_counts``: the journal is never copied.
+    Raise ``RuntimeError`` when the target has no journal or journalctl fails.
+    """
+    _check_window(since_minutes, baseline_minutes, by)
+    if not unit or unit.startswith("-"):
+        raise ValueError(f"not a systemd unit name: {unit!r}")
+    now = target_now(host)
+    since = now - dt.timedelta(minutes=since_minutes + baseline_minutes)
+    awk = _awk_argv(now, since_minutes, baseline_minutes, pattern, by)
+    result = host.run(journal_command(unit, since, awk))
+    # journalctl exits 0 with "-- No entries --" when it has no journal: stderr says why.
+    problems = [line for line in result.stderr.splitlines() if line.strip()]
+    if not result.succeeded or problems:
+        reason = problems[-1] if problems else f"exit status {result.exit_status}"
+        raise RuntimeError(f"cannot read the journal of {unit} on {host.name}: {reason}")
+    return _error_counts(result, f"journal of {unit}", now, since_minutes, baseline_minutes)
 
 
 class LogCounter:
@@ -310,11 +368,33 @@ class LogCounter:
         The log is read once per set of arguments in a run: a later check asking the
         same gets the same counts, and its commands list shows no second scan.
         """
-        key = (path, since_minutes, baseline_minutes, pattern, by)
+        key = (f"file:{path}", since_minutes, baseline_minutes, pattern, by)
         if key not in self._scans:
             self._scans[key] = error_counts(
                 self.host,
                 path,
+                since_minutes=since_minutes,
+                baseline_minutes=baseline_minutes,
+                pattern=pattern,
+                by=by,
+            )
+        return self._scans[key]
+
+    def journal_error_counts(
+        self,
+        unit: str,
+        *,
+        since_minutes: float,
+        baseline_minutes: float = 60.0,
+        pattern: str = ERROR_PATTERN,
+        by: GroupBy = "type",
+    ) -> ErrorCounts:
+        """Count errors in the journal of ``unit`` (``journal_error_counts``), once per run."""
+        key = (f"unit:{unit}", since_minutes, baseline_minutes, pattern, by)
+        if key not in self._scans:
+            self._scans[key] = journal_error_counts(
+                self.host,
+                unit,
                 since_minutes=since_minutes,
                 baseline_minutes=baseline_minutes,
                 pattern=pattern,
@@ -327,10 +407,3 @@ class LogCounter:
 def logs(host: Host) -> LogCounter:
     """Error counts of log files, computed on the current target (awk, never a copy)."""
     return LogCounter(host)
-
-
-def _failure(host: Host, result: CommandResult) -> str:
-    stderr = result.stderr.strip().splitlines()
-    command = result.command if len(result.command) < 120 else result.command[:117] + "..."
-    message = f"{command!r} failed on {host.name} (exit status {result.exit_status})"
-    return f"{message}: {stderr[-1]}" if stderr else message

@@ -4,7 +4,8 @@ Symptoms: the application log fills with ERROR lines and exceptions, clients see
 responses or failed requests, alerts on the error rate fire. The checks count errors by
 type in a recent window against the baseline before it (on the target: the log is never
 copied), tell whether they began just after the service (re)started, as after a deploy,
-and whether a dependency is refusing connections.
+and whether a dependency is refusing connections. They read ``log_file``, or the journal
+of the systemd unit ``journal_unit`` when it is set.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 PARAMS = {
     # The application log on the target (timestamps "YYYY-MM-DD HH:MM:SS" at line start).
     "log_file": "/var/log/app/app.log",
+    # A systemd unit whose journal to count instead of log_file; "" reads log_file.
+    "journal_unit": "",
     # The recent window, in minutes, whose errors are counted.
     "window_minutes": 5.0,
     # The baseline window just before it, in minutes.
@@ -69,9 +72,20 @@ _COMM_LENGTH = 15
 
 
 def _counts(logs: LogCounter, params: Any, pattern: str, by: GroupBy = "type") -> ErrorCounts:
-    """Count ``pattern`` in the log over the window and baseline; skip if there is no log."""
+    """Count ``pattern`` in the log (or journal unit) over the window and baseline.
+
+    Skip when there is no log to read.
+    """
+    if params.journal_unit:
+        return logs.journal_error_counts(
+            params.journal_unit,
+            since_minutes=params.window_minutes,
+            baseline_minutes=params.baseline_minutes,
+            pattern=pattern,
+            by=by,
+        )
     if not params.log_file:
-        skip("no log_file configured")
+        skip("no log_file or journal_unit configured")
     try:
         return logs.error_counts(
             params.log_file,
@@ -117,7 +131,7 @@ def error_rate_is_low(logs: LogCounter, params: Any) -> None:
     evidence("Errors by type", _count_rows(counts) or "none")
     assert counts.window_total < params.min_errors, (
         f"{counts.window_total} errors in the last {params.window_minutes:g} minutes "
-        f"({counts.rate_per_minute:.1f}/min) in {params.log_file}"
+        f"({counts.rate_per_minute:.1f}/min) in {counts.path}"
     )
 
 
@@ -133,7 +147,7 @@ def errors_not_above_baseline(logs: LogCounter, params: Any) -> None:
             f"{counts.window_total} errors in the last {params.window_minutes:g} min "
             f"({counts.rate_per_minute:.1f}/min) vs {counts.baseline_total} in the "
             f"{params.baseline_minutes:g} min before ({counts.baseline_rate_per_minute:.2f}/min) "
-            f"in {params.log_file}: {top}"
+            f"in {counts.path}: {top}"
         )
 
 
@@ -216,7 +230,7 @@ def log_shows_no_refused_connections(logs: LogCounter, params: Any) -> None:
         target = f" to {params.dependency}" if params.dependency else ""
         rule_in(
             f"{counts.window_total} refused connections{target} in the last "
-            f"{params.window_minutes:g} min in {params.log_file} (first {_when(counts.first)})"
+            f"{params.window_minutes:g} min in {counts.path} (first {_when(counts.first)})"
         )
 
 

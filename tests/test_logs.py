@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import shlex
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,8 @@ from runbook.plugins.logs import ErrorCounts
 from runbook.plugins.logs import ErrorType
 from runbook.plugins.logs import LogCounter
 from runbook.plugins.logs import error_counts
+from runbook.plugins.logs import journal_command
+from runbook.plugins.logs import journal_error_counts
 from runbook.plugins.logs import parse_date
 from runbook.plugins.logs import parse_error_counts
 from runbook.plugins.logs import parse_log_timestamp
@@ -184,3 +189,123 @@ def test_the_commands_pass_the_read_only_guard(tmp_path):
     assert [argv[0] for argv in backend.argvs] == ["date", "awk"]
     for argv in backend.argvs:
         check_command(shlex.join(argv), argv)
+
+
+# Journal units: journalctl -u UNIT --since ... -o short-iso | awk ...
+
+
+def journal_works() -> bool:
+    """Whether this machine has a journal that journalctl can read."""
+    done = subprocess.run(
+        ["journalctl", "-n", "1", "--no-pager"], capture_output=True, text=True, check=False
+    )
+    return done.returncode == 0 and "No journal files" not in done.stderr
+
+
+def test_journal_command_quotes_the_unit_and_pipes_into_the_counter():
+    awk = ["awk", "-v", "pat=ERROR", "--", "{ print }"]
+    command = journal_command("app; rm -rf /", dt.datetime(2026, 11, 24, 1, 0), awk)
+    assert command == (
+        "journalctl -u 'app; rm -rf /' --since '2026-11-24 01:00:00' -o short-iso --no-pager"
+        " | awk -v pat=ERROR -- '{ print }'"
+    )
+    check_command(command, None)
+
+
+class JournalBackend:
+    """Answers date and the journal pipeline with canned text; keeps the commands."""
+
+    name = "canned"
+    uri = "canned://"
+
+    def __init__(self, counted: str, stderr: str = "") -> None:
+        self.counted, self.stderr = counted, stderr
+        self.commands: list[str | list[str]] = []
+
+    def execute(self, command, timeout, on_cancel=None):
+        self.commands.append(command)
+        if command == ["date", "+%Y-%m-%d %H:%M:%S %z"]:
+            return "2026-11-24 02:00:00 +0000\n", "", 0
+        return self.counted, self.stderr, 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_journal_error_counts_reads_the_window_and_baseline_of_the_unit():
+    backend = JournalBackend(
+        "S\t120\t9000\nK\tw\t30\t2026-11-24 01:56:00\t2026-11-24 01:59:00\tDatabaseError\n"
+        "K\tb\t2\t2026-11-24 01:10:00\t2026-11-24 01:20:00\tDatabaseError\n"
+    )
+    counter = LogCounter(Host(backend))
+    counts = counter.journal_error_counts("app.service", since_minutes=5, baseline_minutes=60)
+    assert counts.path == "journal of app.service"
+    assert (counts.window_total, counts.baseline_total, counts.lines_scanned) == (30, 2, 120)
+    assert counts.now == dt.datetime(2026, 11, 24, 2, 0)
+    pipeline = backend.commands[1]
+    assert pipeline.startswith("journalctl -u app.service --since '2026-11-24 00:55:00' ")
+    assert "-v 'ws=2026-11-24 01:55:00' -v 'bs=2026-11-24 00:55:00'" in pipeline
+    check_command(pipeline, None)
+    # Once per question and run, like a file.
+    counter.journal_error_counts("app.service", since_minutes=5, baseline_minutes=60)
+    assert len(backend.commands) == 2
+
+
+def test_journal_error_counts_says_why_the_journal_cannot_be_read():
+    backend = JournalBackend("S\t1\t17\n", "No journal files were found.\n")
+    with pytest.raises(
+        RuntimeError, match="cannot read the journal of app on canned: No journal files were found"
+    ):
+        journal_error_counts(Host(backend), "app", since_minutes=5)
+    with pytest.raises(ValueError, match="not a systemd unit name"):
+        journal_error_counts(Host(backend), "--vacuum-size=1", since_minutes=5)
+
+
+def test_the_counter_reads_journal_short_iso_lines(counter, tmp_path):
+    """The real awk program on lines as ``journalctl -o short-iso`` prints them."""
+    now = dt.datetime.now()
+    iso = (now - dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    old = (now - dt.timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    log = tmp_path / "journal.txt"
+    log.write_text(
+        f"{iso} web1 app[4242]: ERROR DatabaseError: gone\n" * 4
+        + f"{old} web1 app[4242]: ERROR TimeoutError: slow\n"
+        + f"{iso} web1 app[4242]: INFO fine\n"
+    )
+    counts = counter.error_counts(str(log), since_minutes=5, baseline_minutes=60)
+    assert {t.key: (t.window, t.baseline) for t in counts.types} == {
+        "DatabaseError": (4, 0),
+        "TimeoutError": (0, 1),
+    }
+
+
+def test_the_journal_counter_on_this_machine(counter):
+    if journal_works():
+        pytest.skip("this machine has a journal: the no-journal error cannot be shown here")
+    with pytest.raises(RuntimeError, match="No journal files were found"):
+        counter.journal_error_counts("runbook-test.service", since_minutes=5)
+
+
+def test_a_real_unit_error_spike_is_counted_from_the_journal(counter):
+    if not (journal_works() and Path("/run/systemd/system").is_dir()):
+        pytest.skip("no running systemd and journald here: systemd-run cannot log to a unit")
+    unit = f"runbook-test-{os.getpid()}.service"
+    subprocess.run(
+        [
+            "systemd-run",
+            f"--unit={unit}",
+            "--wait",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6; do echo 'ERROR DatabaseError: gone'; done",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        counts = journal_error_counts(counter.host, unit, since_minutes=5)
+        if counts.window_total >= 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [(t.key, t.window) for t in counts.types] == [("DatabaseError", 6)]

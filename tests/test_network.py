@@ -317,3 +317,4 @@ def test_helpers_over_ssh_see_sockets_and_only_their_users_processes(ssh_host, u
     scan = network.open_files_scan(ssh_host)
     assert f"/proc/{root_holder.pid}" in scan.unreadable
     assert process.pid in {row.pid for row in scan.processes}
+    assert ssh_host.inode_usage("/tmp").total == os.statvfs("/tmp").f_files

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from runbook.plugins.postgres import PostgresClient
-from runbook.plugins.postgres import read_only_refusal
+from runbook.plugins.sqlpolicy import read_only_refusal
 
 from runbook import ReadOnlyViolation
 

@@ -262,3 +262,23 @@ def test_high_error_rate_lints_and_dry_runs_cleanly(tmp_path):
     assert "restart_service" in dry.stdout and "roll_back_deploy" in dry.stdout
     for hypothesis in HYPOTHESES:
         assert hypothesis in dry.stdout
+
+
+def test_a_journal_unit_is_read_instead_of_the_log_file(logs_project):
+    """Where the journal cannot be read, the checks say why and rule nothing in or out."""
+    journal = subprocess.run(
+        ["journalctl", "-n", "1", "--no-pager"], capture_output=True, text=True, check=False
+    )
+    if "No journal files" not in journal.stderr:
+        pytest.skip("this machine has a journal; the plugin's tests count a real unit there")
+    result, data = run(
+        logs_project, Path("/nonexistent.log"), "--param", "journal_unit=app.service"
+    )
+    assert set(statuses(data).values()) == {"inconclusive"}
+    check = by_id(data["checks"])["errors_not_above_baseline"]
+    assert check["outcome"] == "error", check
+    assert "cannot read the journal of app.service on local: No journal files" in check["message"]
+    pipeline = [c["command"] for c in data["commands"] if c["command"].startswith("journalctl")]
+    assert pipeline and pipeline[0].startswith("journalctl -u app.service --since ")
+    assert " | awk " in pipeline[0]
+    assert result.exit_code == 1

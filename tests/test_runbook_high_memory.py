@@ -1,8 +1,9 @@
 """The built-in high-memory runbook against real faults: a leak, a hog, page cache, an OOM kill.
 
-This machine has no swap (``/proc/swaps`` is empty), so thrashing cannot be
-made: its check is run on the quiet machine and its parser on literal
-/proc/vmstat text (tests/test_system.py). An OOM kill is made for real inside
+This machine has no swap (``/proc/swaps`` is empty): the thrashing test turns a
+128 MiB swap file on for a few seconds and runs a process that keeps writing 64 MiB
+inside a memory cgroup limited to 24 MiB, so its pages move to and from swap
+all the time; the swap is turned off again before the next test. An OOM kill is made for real inside
 a memory cgroup limited to 64 MiB, so only the test's own child is killed. It
 stays in the kernel log, so the other tests count OOM kills over a window of a
 few seconds only, and the quiet-machine test expects what the log really holds.
@@ -192,6 +193,72 @@ def test_a_real_oom_kill_in_a_memory_cgroup_is_ruled_in(project):
     assert str(victim.pid) in check_evidence(data, "no_recent_oom_kills")
     assert found["swap-thrashing"] == found["page-cache"] == "ruled_out"
     assert by_id(data["actions"])["restart_service"]["status"] == "planned"
+    assert result.exit_code == 1
+
+
+@pytest.fixture
+def swap_file(tmp_path: Path) -> Iterator[Path]:
+    """A 128 MiB swap file, on only while the test runs."""
+    path = tmp_path / "swapfile"
+    with open(path, "wb") as swap:
+        for _ in range(128):
+            swap.write(bytes(1 << 20))  # written, not sparse: swapon refuses holes
+    path.chmod(0o600)
+    subprocess.run(["mkswap", str(path)], check=True, capture_output=True)
+    on = subprocess.run(["swapon", str(path)], capture_output=True, text=True)
+    if on.returncode != 0:
+        pytest.skip(f"swapon is not allowed here: {on.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["swapoff", str(path)], check=True, capture_output=True)
+
+
+THRASHER = """
+import sys
+data = bytearray(64 << 20)
+print("ready", flush=True)
+while True:  # touch every page, again and again: more than the cgroup may keep in memory
+    for page in range(0, len(data), 4096):
+        data[page] = (data[page] + 1) & 0xFF
+"""
+
+
+def test_pages_moving_to_and_from_swap_are_ruled_in_as_thrashing(project, swap_file):
+    group = memory_cgroup(24 << 20)
+    thrasher = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            'echo $$ > "$1/cgroup.procs" && exec "$2" -c "$3"',
+            "sh",
+            str(group),
+            sys.executable,
+            THRASHER,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert thrasher.stdout is not None and thrasher.stdout.readline().strip() == "ready"
+        # Its RSS swings within the cgroup's 24 MiB as pages come and go: not a leak.
+        leak = ("--param", "leak_mb_per_s=30")
+        result, data = project.run_json("high-memory", *FAST, *FRESH_OOM, *leak)
+    finally:
+        thrasher.kill()
+        thrasher.wait()
+        if thrasher.stdout is not None:
+            thrasher.stdout.close()
+        group.rmdir()
+    found = statuses(data)
+    assert found["swap-thrashing"] == "ruled_in", by_id(data["checks"])["swap_is_quiet"]
+    [reason] = by_id(data["hypotheses"])["swap-thrashing"]["evidence"]
+    match = re.match(r"(\d+) pages/s move to and from swap \((\d+) in, (\d+) out; ", reason)
+    assert match and int(match[1]) > 100 and int(match[2]) > 0 and int(match[3]) > 0, reason
+    assert "of swap in use" in reason
+    assert "swap_total_kb" in check_evidence(data, "swap_is_quiet")
+    assert found["oom-kills"] == found["page-cache"] == "ruled_out"
+    assert found["memory-leak"] != "ruled_in", by_id(data["hypotheses"])["memory-leak"]
     assert result.exit_code == 1
 
 

@@ -21,6 +21,7 @@ from runbook.plugins.system import LoadAverage
 from runbook.plugins.system import ProcessCount
 from runbook.plugins.system import TaskStat
 
+from runbook.hosts import CommandResult
 from runbook.hosts import Host
 from runbook.local import LocalBackend
 
@@ -420,3 +421,22 @@ def test_process_count_sees_threads(local, spawn):
 
 
 # Disk helpers: inodes, largest files, deleted files held open
+
+
+def test_check_output_returns_stdout_or_says_what_failed_where():
+    ok = CommandResult("uptime", "up 2 days\n", "", 0, 0.01)
+    assert ok.check_output("web1") == "up 2 days\n"
+    failed = CommandResult("df -P -k /nope", "", "df: warning\ndf: /nope: No such file\n", 1, 0.0)
+    with pytest.raises(RuntimeError) as raised:
+        failed.check_output("web1")
+    assert str(raised.value) == (
+        "'df -P -k /nope' failed on web1 (exit status 1): df: /nope: No such file"
+    )
+    assert (
+        failed.describe_failure()
+        == "'df -P -k /nope' failed (exit status 1): df: /nope: No such file"
+    )
+    long = CommandResult("x" * 200, "", "", 2, 0.0)
+    assert long.describe_failure("h", "no output") == (
+        f"'{'x' * 117}...' failed on h (exit status 2); no output"
+    )
