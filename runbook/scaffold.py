@@ -84,6 +84,29 @@ def test_{stem}_runs_read_only(tmp_path):
     assert data["mode"] == "read-only"
     assert {{h["id"] for h in data["hypotheses"]}} == {{"overloaded", "disk-full"}}
     assert all(a["status"] in ("planned", "not_needed") for a in data["actions"])
+
+
+def canned(load="0.50", used_percent=40):
+    """What the target answers to each command the checks send (runbook_runner's fake host)."""
+    return {{
+        "uptime": f" 10:00:00 up 12 days,  1 user,  load average: {{load}}, 0.40, 0.30\\n",
+        "cat -- /proc/loadavg": f"{{load}} 0.40 0.30 2/180 4242\\n",
+        "cat -- /sys/devices/system/cpu/online": "0-3\\n",
+        "df -P -k /": (
+            "Filesystem 1024-blocks Used Available Capacity Mounted on\\n"
+            f"/dev/sda1 100 {{used_percent}} {{100 - used_percent}} {{used_percent}}% /\\n"
+        ),
+    }}
+
+
+def test_{stem}_rules_each_hypothesis_in_on_canned_outputs(runbook_runner, monkeypatch):
+    monkeypatch.setenv("RUNBOOK_PATH", str(HERE))
+    healthy = runbook_runner.run("{name}", outputs=canned())
+    healthy.assert_statuses({{"overloaded": "ruled_out", "disk-full": "ruled_out"}})
+    busy = runbook_runner.run("{name}", outputs=canned(load="30.00"))
+    busy.assert_statuses({{"overloaded": "ruled_in", "disk-full": "ruled_out"}})
+    full = runbook_runner.run("{name}", outputs=canned(used_percent=97))
+    full.assert_statuses({{"overloaded": "ruled_out", "disk-full": "ruled_in"}})
 '''
 
 

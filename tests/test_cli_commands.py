@@ -124,7 +124,7 @@ def test_new_scaffolds_a_runbook_that_runs_and_a_test_that_passes(project):
         text=True,
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "2 passed" in tests.stdout
+    assert "3 passed" in tests.stdout
 
 
 def test_lint_reports_findings_with_file_and_line(project):

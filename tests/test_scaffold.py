@@ -34,7 +34,7 @@ def test_new_runbook_and_its_test_pass_out_of_the_box(project):
         timeout=300,
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "2 passed" in tests.stdout
+    assert "3 passed" in tests.stdout
 
 
 def test_the_default_folder_is_collected_without_setup(project):
