@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -210,9 +211,13 @@ def _line_problem(line: bytes, number: int, expected: str) -> str | None:
 
 
 def _keep_private(descriptor: int) -> None:
-    """Make the log 0600 if this user owns it (a shared log keeps its owner's mode)."""
+    """Make the log 0600 if this user owns it (a shared log keeps its owner's mode).
+
+    A log that is not a regular file (``/dev/null``) keeps the system's mode.
+    """
     status = os.fstat(descriptor)
-    if status.st_uid == os.geteuid() and status.st_mode & 0o777 != 0o600:
+    regular = stat.S_ISREG(status.st_mode)
+    if regular and status.st_uid == os.geteuid() and status.st_mode & 0o777 != 0o600:
         os.fchmod(descriptor, 0o600)
 
 
