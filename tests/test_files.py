@@ -9,6 +9,16 @@ import pytest
 
 from runbook.files import write_private
 
+PROBE = '''
+"""Probe."""
+from runbook import check
+
+
+@check
+def ok(host):
+    pass
+'''
+
 
 def test_a_report_file_is_0600_even_when_it_existed_wider(tmp_path):
     path = tmp_path / "reports" / "r.md"
@@ -34,7 +44,7 @@ def null_device(tmp_path):
 def test_results_sent_to_a_device_leave_its_mode_alone(project, null_device, monkeypatch):
     """`--report /dev/null` must not make /dev/null 0600 (that breaks every other user)."""
     monkeypatch.setenv("RUNBOOK_AUDIT_LOG", str(null_device))
-    project.runbook("probe", '"""Probe."""\nfrom runbook import check\n@check\ndef ok(host):\n    pass\n')
+    project.runbook("probe", PROBE)
     device = str(null_device)
     result = project.invoke("run", "probe", "--report", device, "--json", device)
     assert result.exit_code == 0, result.output
