@@ -7,13 +7,12 @@ Both run as their installed console scripts, as an operator types them.
 
 from __future__ import annotations
 
-import os
-
 from benchmarks.common import Row
 from benchmarks.common import Settings
 from benchmarks.common import Stat
 from benchmarks.common import alternate
 from benchmarks.common import console_script
+from benchmarks.common import environ
 from benchmarks.common import progress
 from benchmarks.common import wall
 from benchmarks.common import workdir
@@ -47,14 +46,16 @@ def run(settings: Settings) -> list[Row]:
         (folder / "runbooks").mkdir()
         (folder / "runbooks" / "bench_cold.py").write_text(RUNBOOK)
         (folder / "test_one.py").write_text(TEST)
-        env = {**os.environ, "RUNBOOK_AUDIT_LOG": str(folder / "audit.jsonl")}
+        env = environ(RUNBOOK_AUDIT_LOG=str(folder / "audit.jsonl"))
         runbook, pytest = console_script("runbook"), console_script("pytest")
         sides = {
             "runbook --help": wall([*runbook, "--help"], folder, env),
-            "pytest --version": wall([*pytest, "--version"], folder),
+            "pytest --version": wall([*pytest, "--version"], folder, env),
             "runbook list": wall([*runbook, "list"], folder, env),
             "pytest --collect-only": wall(
-                [*pytest, "--collect-only", "-q", "-p", "no:cacheprovider", "test_one.py"], folder
+                [*pytest, "--collect-only", "-q", "-p", "no:cacheprovider", "test_one.py"],
+                folder,
+                env,
             ),
         }
         samples = {name: Stat.of(values) for name, values in alternate(sides, settings).items()}

@@ -7,13 +7,12 @@ modules of one test each. Wall time of the whole command, start-up included.
 
 from __future__ import annotations
 
-import os
-
 from benchmarks.common import Row
 from benchmarks.common import Settings
 from benchmarks.common import Stat
 from benchmarks.common import alternate
 from benchmarks.common import console_script
+from benchmarks.common import environ
 from benchmarks.common import progress
 from benchmarks.common import wall
 from benchmarks.common import workdir
@@ -38,11 +37,11 @@ def run(settings: Settings) -> list[Row]:
             (folder / "tests" / f"test_collect_{i:04d}.py").write_text(
                 f'"""Bench collection {i}."""\n\n\ndef test_nothing_{i}():\n    pass\n'
             )
-        env = {**os.environ, "RUNBOOK_AUDIT_LOG": str(folder / "audit.jsonl")}
+        env = environ(RUNBOOK_AUDIT_LOG=str(folder / "audit.jsonl"))
         pytest = [*console_script("pytest"), "--collect-only", "-q", "-p", "no:cacheprovider"]
         sides = {
             "runbook": wall([*console_script("runbook"), "list"], folder, env),
-            "pytest": wall([*pytest, "tests"], folder),
+            "pytest": wall([*pytest, "tests"], folder, env),
         }
         samples = alternate(sides, settings)
     ours, peer = (Stat.of(s * 1000 for s in samples[name]) for name in ("runbook", "pytest"))

@@ -130,6 +130,17 @@ def alternate(sides: dict[str, Callable[[], T]], settings: Settings) -> dict[str
     return samples
 
 
+def environ(**extra: str) -> dict[str, str]:
+    """The environment of every measured process, runbook's and the peers'.
+
+    Python may write bytecode caches, as a pip install has them: a run with
+    PYTHONDONTWRITEBYTECODE set would compile runbook's modules from source on
+    every start, and no peer's (their caches were written when pip installed them).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **extra}
+
+
 def run_timed(
     argv: list[str], cwd: Path, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)
 ) -> tuple[float, float]:
@@ -212,8 +223,8 @@ class Fleet:
 
     @property
     def env(self) -> dict[str, str]:
-        """The environment for runbook: its audit log inside the folder."""
-        return {**os.environ, "RUNBOOK_AUDIT_LOG": str(self.folder / "audit.jsonl")}
+        """The environment for runbook and the peers: the audit log inside the folder."""
+        return environ(RUNBOOK_AUDIT_LOG=str(self.folder / "audit.jsonl"))
 
     def write_runbook(self, name: str, source: str) -> None:
         """Write ``runbooks/<name>.py`` in the folder."""

@@ -8,7 +8,6 @@ guard, the hooks, its row in the Markdown report and the JSON result.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from benchmarks.common import Row
 from benchmarks.common import Settings
 from benchmarks.common import Stat
 from benchmarks.common import alternate
+from benchmarks.common import environ
 from benchmarks.common import progress
 from benchmarks.common import wall
 from benchmarks.common import workdir
@@ -49,15 +49,15 @@ def run(settings: Settings) -> list[Row]:
     small, large = settings.size(1000, 10), settings.size(10000, 100)
     with workdir("overhead") as folder:
         (folder / "runbook.toml").write_text(f'report_dir = "{folder / "reports"}"\n')
-        env = {"RUNBOOK_AUDIT_LOG": str(folder / "audit.jsonl")}
+        env = environ(RUNBOOK_AUDIT_LOG=str(folder / "audit.jsonl"))
         sides = {}
         for n in (small, large):
             write_runbook(folder, n)
             write_tests(folder, n)
             runbook = [sys.executable, "-m", "runbook", "run", f"bench-overhead-{n}", "-q"]
             pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-            sides[f"runbook {n}"] = wall(runbook, folder, {**os.environ, **env})
-            sides[f"pytest {n}"] = wall([*pytest, f"test_many_{n}.py"], folder)
+            sides[f"runbook {n}"] = wall(runbook, folder, env)
+            sides[f"pytest {n}"] = wall([*pytest, f"test_many_{n}.py"], folder, env)
         samples = alternate(sides, settings)
     per_item = {
         side: Stat.of(

@@ -35,7 +35,7 @@ def cells(row: Row) -> list[str]:
         row.peer,
         figure(row.runbook, row.unit),
         figure(row.other, row.unit),
-        f"{row.ratio:.3f}x" if row.ratio < 0.1 else f"{row.ratio:.2f}x",
+        f"{row.ratio:.2f}x" if row.ratio >= 0.1 else f"{row.ratio:.2g}x",
         row.target_text,
         "met" if row.met else "NOT met",
     ]

@@ -143,6 +143,7 @@ def _paramiko(hosts: Fleet, calls: int) -> float:
             USER,
             str(calls),
         ],
+        env=hosts.env,
         capture_output=True,
         text=True,
         check=True,
