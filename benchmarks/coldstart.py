@@ -19,7 +19,11 @@ from benchmarks.common import workdir
 
 NAMES = ("cold-start",)
 TITLE = "cold start"
-WHY = "Python, click and pluggy start-up, and importing the built-in plugins and library"
+WHY = (
+    "Python's own start-up is a fixed part of both; runbook then imports click, pluggy, its "
+    "configuration and (for list) every built-in plugin and runbook, and pytest little more "
+    "for --version"
+)
 
 RUNBOOK = '''"""Bench cold start."""
 from runbook import check, hypothesis

@@ -34,8 +34,10 @@ from benchmarks.common import progress
 NAMES = ("logs",)
 TITLE = "log analysis"
 WHY = (
-    "awk tests every line against the error pattern and parses timestamps for the window; "
-    "grep's matcher skips most lines without looking at each"
+    "the logs plugin's one awk pass runs the error pattern and its bookkeeping on every "
+    "line of the log, several times slower per line than grep's matcher (with mawk, about "
+    "7x here); a grep -E prefilter in front of awk (plugins/logs.py) would leave awk only "
+    "the error lines"
 )
 #: Seconds of log the generated file spans.
 SPAN = 7200

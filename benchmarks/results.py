@@ -93,7 +93,8 @@ def write_markdown(
         "Figures are medians, with min-max in parentheses; ratio = runbook / peer, so below "
         "1.0 runbook is faster (or smaller). runbook and peer runs alternate, after a "
         "warm-up, because the machine is shared: other jobs ran tests on the same cores "
-        "during the run, so single samples are noisy and only medians are compared.",
+        "during the run, so single samples are noisy and only medians are compared. The SSH "
+        "targets are private sshds on the same machine: they share its cores with the client.",
         "",
         "| " + " | ".join([*HEADER[:-1], "met"]) + " |",
         "|" + "---|" * len(HEADER),
