@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 4
+    if (options.repeat is not None and options.repeat < 1) or (options.warmup or 0) < 0:
+        print("--repeat must be at least 1 and --warmup at least 0", file=sys.stderr)
+        return 4
     settings = Settings(
         quick=options.quick,
         repeat=options.repeat or (1 if options.quick else 5),
