@@ -1,37 +1,51 @@
-"""Fan-out: N hosts x M read-only commands, runbook against its peers, side by side.
+"""Fan-out and memory: N hosts x M read-only commands, runbook against its peers.
 
-Private OpenSSH sshds listen on 127.0.0.2 .. 127.0.0.(N+1), 16 addresses each (sshd's
-limit), started by the code the SSH tests use, so every peer reaches N distinct hosts
-over real SSH with the same key, known_hosts and login user. Each peer runs in its own process; the
-wall time and peak RSS of that process are measured, medians of ``--repeat``
-runs, and printed with runbook's ratio to each peer (below 1.0: runbook is faster).
+Private OpenSSH sshds listen on 127.0.0.2 .. 127.0.0.(N+1), 16 addresses each
+(sshd's limit), so every peer reaches N distinct hosts over real SSH with the
+same key, known_hosts and login user. Each peer runs in its own process; the
+wall time and the peak RSS of its largest process are measured.
 
-Peers (installed with ``pip install -e '.[bench]'``, skipped when missing):
-paramiko with a thread pool and TCP_NODELAY, Fabric's ThreadingGroup,
-parallel-ssh's ParallelSSHClient, and ansible-playbook with one ``command`` task
-per command and ``forks`` = N.
-
-    python benchmarks/fanout.py --hosts 50 --commands 10 --repeat 3
+Peers (``pip install '.[bench]'``; a missing one is skipped with a line saying
+so): paramiko with a thread pool and TCP_NODELAY, Fabric's ThreadingGroup,
+parallel-ssh's ParallelSSHClient, and ansible-playbook with one ``command``
+task per command and ``forks`` = N. Ansible takes minutes at 50 hosts, so it
+runs once, after the alternated rounds of the others.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from benchmarks.common import USER
+from benchmarks.common import Fleet
+from benchmarks.common import Row
+from benchmarks.common import Settings
+from benchmarks.common import Stat
+from benchmarks.common import alternate
+from benchmarks.common import fleet
+from benchmarks.common import has_module
+from benchmarks.common import progress
+from benchmarks.common import run_timed
+from benchmarks.common import skipped
 
-from sshd import USER  # noqa: E402  (the SSH tests' real-sshd helpers)
-from sshd import keygen  # noqa: E402
-from sshd import start_sshd  # noqa: E402
+NAMES = ("fan-out", "memory")
+TITLE = "fan-out"
+WHY = (
+    "runbook does more per command than a bare thread pool (the read-only policy, the audit "
+    "log, redaction, a worker per host that enforces check timeouts) and starts slower "
+    "(click, pluggy, plugins, the report)"
+)
+WHY_MEMORY = (
+    "paramiko with cryptography is most of it (importing paramiko alone peaks at about 40 "
+    "MiB here, with Fabric's invoke installed next to it), while parallel-ssh drives "
+    "libssh2, in C; runbook adds click, pluggy, jinja2, its guard and plugins, and the "
+    "results of every check"
+)
+#: Runs of ansible-playbook (minutes each at 50 hosts), outside the alternated rounds.
+ANSIBLE_RUNS = 1
 
 COMMANDS = [
     "cat /proc/loadavg",
@@ -102,141 +116,117 @@ for command in commands:
 """
 
 
-def write_runbook(folder: Path, commands: list[str]) -> None:
+def write_runbook(hosts: Fleet, commands: list[str]) -> None:
     """A runbook with one check per command."""
     checks = "".join(
         f"\n\n@check(tests=h)\ndef command_{i:02d}(host):\n    host.run({c!r})\n"
         for i, c in enumerate(commands)
     )
-    (folder / "runbooks").mkdir()
-    (folder / "runbooks" / "bench_fanout.py").write_text(
+    hosts.write_runbook(
+        "bench_fanout",
         '"""Bench fan-out."""\nfrom runbook import check, hypothesis\n\n'
-        'h = hypothesis("h", "Nothing")' + checks
+        'h = hypothesis("h", "Nothing")' + checks,
     )
 
 
-def write_playbook(
-    folder: Path, commands: list[str], targets: list[tuple[str, int]], key: Path, known: Path
-) -> tuple[Path, Path]:
-    inventory = folder / "inventory.ini"
+def write_playbook(hosts: Fleet, commands: list[str]) -> tuple[Path, Path]:
+    """An inventory of the fleet and a playbook of one ``command`` task per command."""
+    inventory = hosts.folder / "inventory.ini"
     inventory.write_text(
         "[bench]\n"
-        + "".join(f"{h} ansible_port={p} ansible_user={USER}\n" for h, p in targets)
-        + f"\n[bench:vars]\nansible_ssh_private_key_file={key}\n"
+        + "".join(f"{h} ansible_port={p} ansible_user={USER}\n" for h, p in hosts.targets)
+        + f"\n[bench:vars]\nansible_ssh_private_key_file={hosts.key}\n"
         + "ansible_python_interpreter=/usr/bin/python3\n"
-        + f"ansible_ssh_common_args='-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes'\n"
+        + f"ansible_ssh_common_args='-o UserKnownHostsFile={hosts.known_hosts} "
+        + "-o StrictHostKeyChecking=yes'\n"
     )
     tasks = "".join(f"    - command: {c}\n      changed_when: false\n" for c in commands)
-    playbook = folder / "playbook.yml"
+    playbook = hosts.folder / "playbook.yml"
     playbook.write_text(f"- hosts: bench\n  gather_facts: false\n  tasks:\n{tasks}")
     return inventory, playbook
 
 
-def measure(
-    argv: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0,)
-) -> tuple[float, float]:
-    """Run one peer; return (wall seconds, peak RSS in MiB of its largest process)."""
-    with tempfile.NamedTemporaryFile("r") as rss_file:
-        started = time.perf_counter()
-        done = subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", rss_file.name, *argv],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
+def peers(hosts: Fleet, commands: list[str]) -> dict[str, list[str]]:
+    """The argv of every side that is installed, runbook first."""
+    specs = ",".join(f"{h}:{p}" for h, p in hosts.targets)
+    args = [specs, str(hosts.key), str(hosts.known_hosts), "|".join(commands)]
+    sides = {
+        "runbook": [
+            sys.executable,
+            "-m",
+            "runbook",
+            "run",
+            "bench-fanout",
+            "-q",
+            "-H",
+            specs,
+            "--forks",
+            str(len(hosts.targets)),
+        ],
+        "paramiko+threads": [sys.executable, "-c", ARGUMENTS + PARAMIKO.format(user=USER), *args],
+    }
+    for name, module, script in (("parallel-ssh", "pssh", PSSH), ("fabric", "fabric", FABRIC)):
+        if has_module(module):
+            sides[name] = [sys.executable, "-c", ARGUMENTS + script.format(user=USER), *args]
+        else:
+            skipped(TITLE, name, f"{module} is not installed (pip install '.[bench]')")
+    return sides
+
+
+def run(settings: Settings) -> list[Row]:
+    """Alternate runbook and the Python peers; run ansible once; compare wall and RSS."""
+    count = settings.size(50, 2)
+    commands = (COMMANDS * (settings.size(10, 2) // len(COMMANDS) + 1))[: settings.size(10, 2)]
+    with fleet(count) as hosts:
+        write_runbook(hosts, commands)
+        inventory, playbook = write_playbook(hosts, commands)
+        sides = peers(hosts, commands)
+        env = {**hosts.env, "ANSIBLE_HOST_KEY_CHECKING": "True"}
+        measured = alternate(
+            {name: _timer(argv, hosts.folder, env) for name, argv in sides.items()}, settings
         )
-        wall = time.perf_counter() - started
-        rss_kib = float(rss_file.read().split()[-1])
-    if done.returncode not in ok:
-        raise RuntimeError(f"{argv[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return wall, rss_kib / 1024
-
-
-def peer_in_fresh_process(script: str) -> list[str]:
-    """Run a peer script under the same interpreter, isolated so its RSS is its own."""
-    return [sys.executable, "-c", ARGUMENTS + script]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, default=50)
-    parser.add_argument("--commands", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--peers", help="comma-separated peers to run (default: all found)")
-    options = parser.parse_args()
-    commands = (COMMANDS * ((options.commands // len(COMMANDS)) + 1))[: options.commands]
-    hosts = [f"127.0.0.{2 + i}" for i in range(options.hosts)]
-    folder = Path(tempfile.mkdtemp(prefix="runbook-bench-"))
-    key = keygen(folder / "id_bench")
-    servers = [start_sshd(tuple(hosts[i : i + 16]), [key]) for i in range(0, len(hosts), 16)]
-    targets = [(h, server.port) for server in servers for h in server.addresses]
-    try:
-        known = folder / "known_hosts"
-        known.write_text("".join(s.host_key_line(h) + "\n" for s in servers for h in s.addresses))
-        (folder / "ssh_config").write_text(f"Host *\n  User {USER}\n  IdentityFile {key}\n")
-        (folder / "runbook.toml").write_text(
-            f'ssh_config = "{folder / "ssh_config"}"\nknown_hosts = "{known}"\n'
-            f'report_dir = "{folder / "reports"}"\n'
+        search = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin"
+        ansible = shutil.which("ansible-playbook", path=search)
+        if ansible is None:
+            skipped(TITLE, "ansible", "ansible-playbook is not installed (pip install '.[bench]')")
+        else:
+            argv = [ansible, "-i", str(inventory), "-f", str(count), str(playbook)]
+            measured["ansible"] = [run_timed(argv, hosts.folder, env) for _ in range(ANSIBLE_RUNS)]
+    walls = {name: Stat.of(w for w, _ in runs) for name, runs in measured.items()}
+    rss = {name: Stat.of(r for _, r in runs) for name, runs in measured.items()}
+    for name in walls:
+        progress(f"{TITLE}: {name} {walls[name].median:.2f} s, {rss[name].high:.0f} MiB")
+    size = f"{count} hosts x {len(commands)} commands"
+    rows = [
+        Row(
+            TITLE,
+            f"runbook run, {size}",
+            name,
+            "s",
+            walls["runbook"],
+            walls[name],
+            target=1.0,
+            strict=True,
+            why=WHY,
         )
-        write_runbook(folder, commands)
-        inventory, playbook = write_playbook(folder, commands, targets, key, known)
-        env = {
-            **os.environ,
-            "RUNBOOK_AUDIT_LOG": str(folder / "audit.jsonl"),
-            "ANSIBLE_HOST_KEY_CHECKING": "True",
-        }
-        specs = ",".join(f"{h}:{p}" for h, p in targets)
-        args = [specs, str(key), str(known), "|".join(commands)]
-        peers: dict[str, list[str]] = {
-            "runbook": [
-                sys.executable,
-                "-m",
-                "runbook",
-                "run",
-                "bench-fanout",
-                "-q",
-                "-H",
-                specs,
-                "--forks",
-                str(len(hosts)),
-            ],
-            "paramiko+threads": [*peer_in_fresh_process(PARAMIKO.format(user=USER)), *args],
-        }
-        for name, module, script in (("fabric", "fabric", FABRIC), ("parallel-ssh", "pssh", PSSH)):
-            if subprocess.run([sys.executable, "-c", f"import {module}"]).returncode == 0:
-                peers[name] = [*peer_in_fresh_process(script.format(user=USER)), *args]
-        search = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        if shutil.which("ansible-playbook", path=search):
-            peers["ansible"] = [
-                str(shutil.which("ansible-playbook", path=search)),
-                "-i",
-                str(inventory),
-                "-f",
-                str(len(hosts)),
-                str(playbook),
-            ]
-        results: dict[str, tuple[float, float]] = {}
-        wanted = set(options.peers.split(",")) | {"runbook"} if options.peers else set(peers)
-        for name, argv in peers.items():
-            if name not in wanted:
-                continue
-            ok = (0, 1) if name == "runbook" else (0,)  # runbook exits 1 when it finds something
-            runs = [measure(argv, folder, env, ok) for _ in range(options.repeat)]
-            results[name] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs))
-            print(f"  {name}: {results[name][0]:.2f}s", file=sys.stderr)
-    finally:
-        for server in servers:
-            server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
-    ours = results["runbook"][0]
-    print(
-        f"\nfan-out: {len(hosts)} hosts x {len(commands)} commands, "
-        f"median of {options.repeat} (wall, process peak RSS)"
+        for name in sorted(walls, key=lambda n: walls[n].median)
+        if name != "runbook"
+    ]
+    lowest = min((n for n in rss if n != "runbook"), key=lambda n: rss[n].median)
+    rows.append(
+        Row(
+            "memory",
+            f"peak RSS, {size}",
+            f"lowest peer: {lowest}",
+            "MiB",
+            rss["runbook"],
+            rss[lowest],
+            target=1.0,
+            why=WHY_MEMORY,
+        )
     )
-    print(f"{'peer':<18} {'wall s':>8} {'runbook/peer':>13} {'peak RSS MiB':>13}")
-    for name, (wall, rss) in sorted(results.items(), key=lambda item: item[1][0]):
-        print(f"{name:<18} {wall:>8.2f} {ours / wall:>13.2f} {rss:>13.0f}")
+    return rows
 
 
-if __name__ == "__main__":
-    main()
+def _timer(argv: list[str], cwd: Path, env: dict[str, str]) -> Callable[[], tuple[float, float]]:
+    return lambda: run_timed(argv, cwd, env, ok=(0, 1))  # runbook exits 1 when it finds something

@@ -1,8 +1,9 @@
 """Run a runbook on one target: reach it, run the checks, then the actions.
 
-Each target gets its own ``HostRun`` with its own worker thread, so targets can
-run in parallel; what they share (fixtures of run scope, hooks, the redactor)
-is thread-safe.
+Each target gets its own ``HostRun``: its checks run back to back on a lane
+thread that the target's thread watches for timeouts, so targets can run in
+parallel; what they share (fixtures of run scope, hooks, the redactor) is
+thread-safe.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from runbook.steps import Step
 from runbook.verdicts import judge
 from runbook.verdicts import status_on_host
 from runbook.worker import Job
+from runbook.worker import Lane
 from runbook.worker import Worker
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ class HostRun:
         self.result = HostResult(self.host.name, self.host.uri, "ok")
         self._worker: Worker | None = None
         self._job: Job | None = None
+        self._lane: Lane | None = None
 
     @property
     def name(self) -> str:
@@ -91,10 +94,7 @@ class HostRun:
             self.host.close()
             return self.result
         try:
-            for item in self.run.checks:
-                if self.run.stopping:
-                    return self.result
-                self.checks.append(self._run_check(item))
+            self._run_checks()
             for action in self.run.runbook.actions:
                 if self.run.stopping:
                     return self.result
@@ -109,9 +109,11 @@ class HostRun:
 
     def cancel(self) -> None:
         """Stop the step in flight (Ctrl-C): its commands are killed, its thread abandoned."""
-        job = self._job
+        job, lane = self._job, self._lane
         if job is not None:
             job.step.cancel()
+        if lane is not None:
+            lane.cancel()
 
     def statuses(self) -> dict[str, str]:
         """Each hypothesis's status on this target from the checks so far."""
@@ -120,7 +122,39 @@ class HostRun:
             for h in self.run.runbook.hypotheses
         }
 
-    def _run_check(self, item: CheckItem) -> CheckResult:
+    def _run_checks(self) -> None:
+        """Run the selected checks in order on lanes; a check that overruns ends its lane."""
+        items = self.run.checks
+        position = 0
+        while position < len(items) and not self.run.stopping:
+            pending: list[tuple[int, float, float]] = []  # index, start time, clock of the check
+
+            def body(
+                lane: Lane, start: int = position, pending: list[tuple[int, float, float]] = pending
+            ) -> None:
+                for index in range(start, len(items)):
+                    if self.run.stopping:
+                        return
+                    pending[:] = [(index, time.time(), time.perf_counter())]
+                    self.checks.append(self._run_check(items[index], lane))
+
+            lane = self._lane = Lane(body)
+            try:
+                overrun = lane.watch()
+            except KeyboardInterrupt:
+                lane.abandon()
+                raise
+            finally:
+                self._lane = None
+            if overrun is None:
+                return
+            index, started, clock = pending[0]
+            item = items[index]
+            result = self._check_result(item, overrun.step, None, started, clock, finished=False)
+            self._record_check(result)
+            position = index + 1
+
+    def _run_check(self, item: CheckItem, lane: Lane | None = None) -> CheckResult:
         self.run.hook.runbook_check_started(check=item, host=self.name)
         needs = item.spec.needs
         if needs is not None and self.statuses().get(needs.id) != "ruled_in":
@@ -130,19 +164,47 @@ class HostRun:
                 item.id, self.name, "skipped", None, tests, message, 0.0, time.time()
             )
         else:
-            result = self._call(item)
+            result = self._call(item, lane)
+        return self._record_check(result, append=False)
+
+    def _record_check(self, result: CheckResult, append: bool = True) -> CheckResult:
         result = self.run.redactor.record(result)
         self.run.hook.runbook_check_finished(result=result)
+        if append:
+            self.checks.append(result)
         return result
 
-    def _call(self, item: CheckItem) -> CheckResult:
-        """Run one check under the read-only guard and turn its ending into a result."""
+    def _call(self, item: CheckItem, lane: Lane | None = None) -> CheckResult:
+        """Run one check under the read-only guard and turn its ending into a result.
+
+        On a lane the check runs right here (the lane's owner keeps the time);
+        else it is handed to the worker thread.
+        """
         step = Step(
             item.id, "check", self.name, read_only=True, allow_commands=item.spec.allow_commands
         )
-        timeout = item.spec.timeout or self.run.options.check_timeout or DEFAULT_CHECK_TIMEOUT
         started, clock = time.time(), time.perf_counter()
-        finished, error = self._wait(Job(lambda: self._invoke(item, step), step), timeout)
+        job = Job(lambda: self._invoke(item, step), step)
+        if lane is not None:
+            lane.run(job, self._timeout(item))
+            finished, error = True, job.error
+        else:
+            finished, error = self._wait(job, self._timeout(item))
+        return self._check_result(item, step, error, started, clock, finished)
+
+    def _timeout(self, item: CheckItem) -> float:
+        return item.spec.timeout or self.run.options.check_timeout or DEFAULT_CHECK_TIMEOUT
+
+    def _check_result(
+        self,
+        item: CheckItem,
+        step: Step,
+        error: BaseException | None,
+        started: float,
+        clock: float,
+        finished: bool,
+    ) -> CheckResult:
+        """The result of a check's call: its outcome, or ``timeout`` if it did not finish."""
         result = CheckResult.from_call(
             check=item.id,
             host=self.name,
@@ -168,7 +230,7 @@ class HostRun:
             result,
             outcome="timeout",
             verdict="inconclusive",
-            message=f"check did not finish within {timeout:g}s and was abandoned",
+            message=f"check did not finish within {self._timeout(item):g}s and was abandoned",
         )
 
     def _wait(self, job: Job, timeout: float) -> tuple[bool, BaseException | None]:
