@@ -12,6 +12,7 @@ that loading this plugin keeps ``runbook --help`` fast.
 
 from __future__ import annotations
 
+import re
 import shlex
 import threading
 import time
@@ -40,6 +41,11 @@ if TYPE_CHECKING:
 
 #: Session channels open at once on one connection: OpenSSH's default ``MaxSessions``.
 MAX_SESSIONS = 10
+#: A lone ``&`` (not ``&&``, ``>&``, ``&>``) may start a job that outlives its command and
+#: writes into the shell's next one: such commands get a channel of their own, which
+#: ends only when every process holding its output has. (A ``&`` inside quotes only
+#: costs the faster path.)
+_BACKGROUND = re.compile(r"(?<![&>|<])&(?![&>])")
 
 
 class SSHBackend:
@@ -112,7 +118,11 @@ class SSHBackend:
         """
         text = command if isinstance(command, str) else shlex.join(command)
         transport = self._transport()
-        if self._has_shell and self._shell_lock.acquire(blocking=False):
+        if (
+            self._has_shell
+            and not _BACKGROUND.search(text)
+            and self._shell_lock.acquire(blocking=False)
+        ):
             try:
                 done = self._in_shell(transport, text, timeout, on_cancel)
             finally:

@@ -93,3 +93,10 @@ def test_without_a_shell_every_command_gets_a_channel_of_its_own(host: Host, mon
     pids = {host.run("echo $$").stdout for _ in range(3)}
     assert len(pids) == 3
     assert host.run("echo out; echo err >&2; exit 3").exit_status == 3
+
+
+def test_a_background_job_cannot_write_into_the_next_command(host: Host):
+    started = host.run("(sleep 0.3; echo late) & echo now")
+    assert started.stdout == "now\nlate\n"  # its own channel waits for the job's output
+    assert host.run("sleep 0.5; echo next").stdout == "next\n"
+    assert host.run("echo a && echo b 2>&1 >&2").exit_status == 0  # no lone '&': the shell
