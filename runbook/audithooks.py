@@ -24,6 +24,8 @@ import threading
 import weakref
 from collections.abc import Callable
 from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from runbook.outcomes import ReadOnlyViolation
@@ -199,6 +201,32 @@ def _start_guarded(start: Callable[[threading.Thread], None]) -> Callable[..., N
     return guarded_start
 
 
+def _caching_bytecode(args: tuple[Any, ...]) -> bool:
+    """True when an import in a check writes the ``.pyc`` cache of the module it imports.
+
+    The write must come from the import system's ``get_code`` and go to a
+    bytecode cache path (a ``__pycache__`` folder, or ``sys.pycache_prefix``):
+    a cache of this process's own code, which changes nothing on any target.
+    Without this an ``import`` inside a check would end it ``blocked``.
+    """
+    callers = set()
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        if "importlib" in frame.f_code.co_filename:
+            callers.add(frame.f_code.co_name)
+        frame = frame.f_back
+    if "get_code" not in callers:
+        return False
+    if args and isinstance(args[0], int):  # the file _write_atomic just opened by its path
+        return "_write_atomic" in callers
+    paths = [os.fsdecode(arg) for arg in args[:2] if isinstance(arg, str | bytes | os.PathLike)]
+    prefix = sys.pycache_prefix
+    return bool(paths) and all(
+        "__pycache__" in Path(path).parts or bool(prefix and path.startswith(prefix))
+        for path in paths
+    )
+
+
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     if not _checks and not _children:  # fast path: no check is running
         return
@@ -206,7 +234,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     if step is None or _framework_depth():
         return
     reason = _describe(event, args)
-    if reason is None:
+    if reason is None or _caching_bytecode(args):
         return
     violation = ReadOnlyViolation(
         f"{event}", f"{reason} is not allowed in a read-only check", _HINT
