@@ -111,8 +111,12 @@ def classify(exc: BaseException | None) -> tuple[Outcome, Verdict | None, str, s
 
 def assertion_message(exc: AssertionError) -> str:
     """Return the assertion's message, or the failing ``assert`` line when it has none."""
-    if str(exc):
-        return str(exc)
+    text = str(exc)
+    if text and _rewritten_by_pytest(exc):
+        # pytest appends its explanation ("\nassert 83.3 < 80.0 ..."): keep the runbook's words.
+        text = "" if text.startswith("assert ") else text.split("\nassert ", 1)[0]
+    if text:
+        return text
     frames = traceback.extract_tb(exc.__traceback__)
     if frames:
         frame = frames[-1]
@@ -123,6 +127,19 @@ def assertion_message(exc: AssertionError) -> str:
         if source:
             return f"failed: {source}"
     return "assertion failed"
+
+
+def _rewritten_by_pytest(exc: BaseException) -> bool:
+    """True when the failing ``assert`` is in a module pytest rewrote.
+
+    Installing runbook registers its pytest plugin, and pytest then rewrites the
+    asserts of every module of the distribution, the built-in runbooks too, when
+    a test imports them: their messages must read as they do from the CLI.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "@py_builtins" in tb.tb_frame.f_globals
 
 
 def short_traceback(exc: BaseException, limit: int = 4) -> str:

@@ -343,3 +343,23 @@ def test_a_blocked_command_says_why():
 
 def _fields(record):
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def _failing_assert(used: float, limit: float, message: bool) -> None:
+    # This module is a test module: pytest rewrites its asserts, as it does the built-in
+    # runbooks' when runbook's own pytest plugin is installed.
+    if message:
+        assert used < limit, f"disk is {used:.0f}% full"
+    assert used < limit
+
+
+def test_assertion_messages_leave_out_pytests_explanation():
+    from runbook.results import assertion_message
+
+    with pytest.raises(AssertionError) as with_message:
+        _failing_assert(97.0, 90.0, message=True)
+    assert "\nassert " in str(with_message.value)  # rewritten: pytest added its explanation
+    assert assertion_message(with_message.value) == "disk is 97% full"
+    with pytest.raises(AssertionError) as bare:
+        _failing_assert(97.0, 90.0, message=False)
+    assert assertion_message(bare.value) == "failed: assert used < limit"
