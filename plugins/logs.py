@@ -1,8 +1,8 @@
 """The ``logs`` fixture: error counts of a log file or journal unit, computed on the target.
 
 A log can be gigabytes; the client never copies it. One ``awk`` program runs on
-the target through ``Host.run``, reads the file once (or what ``journalctl -u
-UNIT --since ... -o short-iso`` pipes into it) and prints a few lines of
+the target through ``Host.run``, reads what ``grep -E`` lets through of the file
+(or what ``journalctl -u UNIT --since ... -o short-iso`` pipes into it) and prints a few lines of
 aggregated counts: per error type, how many fell in the window and in the
 baseline before it, and when the first and last came. The target's clock (one
 ``date`` call) sets the windows, so a skewed client clock does not matter.
@@ -253,9 +253,15 @@ def _awk_argv(
 
 
 def _error_counts(
-    result: CommandResult, source: str, now: dt.datetime, since: float, baseline: float
+    result: CommandResult,
+    source: str,
+    now: dt.datetime,
+    since: float,
+    baseline: float,
+    counted: str | None = None,
 ) -> ErrorCounts:
-    lines, bytes_read, types = parse_error_counts(result.stdout)
+    """Build the counts from the counter's output (``counted``, else all of stdout)."""
+    lines, bytes_read, types = parse_error_counts(result.stdout if counted is None else counted)
     return ErrorCounts(
         path=source,
         now=now,
@@ -285,9 +291,8 @@ def error_counts(
     """
     _check_window(since_minutes, baseline_minutes, by)
     now = target_now(host)
-    # A relative name holding "=" would be read by awk as an assignment.
-    operand = path if path.startswith("/") else f"./{path}"
-    result = host.run([*_awk_argv(now, since_minutes, baseline_minutes, pattern, by), operand])
+    awk = _awk_argv(now, since_minutes, baseline_minutes, pattern, by)
+    result = host.run(file_command(path, pattern, awk))
     if not result.succeeded:
         message = result.describe_failure(host.name)
         if "No such file" in result.stderr or "cannot open" in result.stderr:
@@ -295,7 +300,23 @@ def error_counts(
                 raise PermissionError(message)
             raise FileNotFoundError(message)
         raise RuntimeError(message)
-    return _error_counts(result, path, now, since_minutes, baseline_minutes)
+    read, _, counted = result.stdout.partition("\n")
+    counts = _error_counts(result, path, now, since_minutes, baseline_minutes, counted)
+    lines, size = (int(field) for field in read.split()[:2])  # wc -lc: what grep read
+    return dataclasses.replace(counts, lines_scanned=lines, bytes_scanned=size)
+
+
+def file_command(path: str, pattern: str, awk_argv: list[str]) -> str:
+    """Return ``wc -lc FILE && grep -E PATTERN FILE | awk ...`` as one shell command.
+
+    grep's matcher passes awk only the lines that can match (awk matches them
+    again, so the counts are awk's), which makes a large log several times
+    faster to count; ``wc`` says how much there was and fails first on a missing
+    or unreadable file. Every word is shell-quoted here.
+    """
+    wc = ["wc", "-lc", "--", path]
+    grep = ["grep", "-a", "-E", "-e", pattern, "--", path]
+    return f"{shlex.join(wc)} && {shlex.join(grep)} | {shlex.join(awk_argv)}"
 
 
 def journal_command(unit: str, since: dt.datetime, awk_argv: list[str]) -> str:

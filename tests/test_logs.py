@@ -177,18 +177,23 @@ class Recorder(LocalBackend):
         self.argvs: list[list[str]] = []
 
     def execute(self, command, timeout, on_cancel=None):
-        self.argvs.append(list(command))
+        self.argvs.append(command if isinstance(command, str) else list(command))
         return super().execute(command, timeout, on_cancel)
 
 
 def test_the_commands_pass_the_read_only_guard(tmp_path):
     log = tmp_path / "app.log"
-    log.write_text("")
+    log.write_text("x 'a.b' $(x)\n")
     backend = Recorder()
-    error_counts(Host(backend), str(log), since_minutes=5, pattern=r"a\.b|'\$(x)")
-    assert [argv[0] for argv in backend.argvs] == ["date", "awk"]
-    for argv in backend.argvs:
-        check_command(shlex.join(argv), argv)
+    counts = error_counts(Host(backend), str(log), since_minutes=5, pattern=r"a\.b|'\$(x)")
+    date, pipeline = backend.argvs
+    assert date[0] == "date"
+    assert pipeline.startswith(f"wc -lc -- {log} && grep -a -E -e ")
+    assert " | awk -v " in pipeline
+    check_command(shlex.join(date), date)
+    check_command(pipeline, None)
+    # The pattern reached grep and awk intact: the line with "a.b" was counted.
+    assert (counts.lines_scanned, counts.unknown_time) == (1, 1)
 
 
 # Journal units: journalctl -u UNIT --since ... -o short-iso | awk ...
