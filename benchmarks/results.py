@@ -98,7 +98,7 @@ def write_markdown(
         "",
         "| " + " | ".join([*HEADER[:-1], "met"]) + " |",
         "|" + "---|" * len(HEADER),
-        *("| " + " | ".join(cells(row)) + " |" for row in rows),
+        *("| " + " | ".join(c.replace("|", "\\|") for c in cells(row)) + " |" for row in rows),
         "",
     ]
     missed = [row for row in rows if not row.met]
