@@ -20,32 +20,13 @@ PROBLEM_OUTCOMES = ("error", "timeout", "blocked")
 
 def render_postmortem(store: IncidentStore, incident_id: str, template: Path | None = None) -> str:
     """Render the post-mortem draft of an incident."""
-    import jinja2  # imported here: keeps `runbook --help` fast
-
-    from runbook.report import fence
-    from runbook.report import markdown_table
+    from runbook.report import load_template
 
     incident = store.load(incident_id)
     data = context(
         incident, [e.to_dict() for e in store.events(incident_id)], store.runs(incident_id)
     )
-    if template is not None:
-        loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(template.parent))
-        name = template.name
-    else:
-        loader = jinja2.PackageLoader("runbook", "templates")
-        name = DEFAULT_TEMPLATE
-    environment = jinja2.Environment(
-        loader=loader,
-        autoescape=False,  # Markdown, not HTML
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    environment.filters["table"] = markdown_table
-    environment.filters["fence"] = fence
-    return environment.get_template(name).render(**data)
+    return load_template(template, DEFAULT_TEMPLATE).render(**data)
 
 
 def context(

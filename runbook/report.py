@@ -20,6 +20,8 @@ from runbook.stepsummary import VARIABLE as STEP_SUMMARY
 from runbook.stepsummary import append_step_summary
 
 if TYPE_CHECKING:
+    import jinja2
+
     from runbook.results import RunResult
 
 STATUS_WORDS = {
@@ -185,16 +187,20 @@ def _timeline(data: dict[str, Any]) -> list[list[str]]:
     return events
 
 
-def render_markdown(data: dict[str, Any], template: Path | None = None) -> str:
-    """Render the Markdown report for a JSON result, with an optional custom template."""
+def load_template(custom: Path | None, default: str) -> jinja2.Template:
+    """Return the template ``custom`` (a file), or the built-in one named ``default``.
+
+    Every template renders Markdown or plain text (no HTML escaping), fails on an
+    undefined name, and has the ``table`` and ``fence`` filters.
+    """
     import jinja2  # imported here: keeps `runbook --help` fast
 
-    if template is not None:
-        loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(template.parent))
-        name = template.name
+    if custom is not None:
+        loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(custom.parent))
+        name = custom.name
     else:
         loader = jinja2.PackageLoader("runbook", "templates")
-        name = DEFAULT_TEMPLATE
+        name = default
     environment = jinja2.Environment(
         loader=loader,
         autoescape=False,  # Markdown, not HTML
@@ -205,8 +211,12 @@ def render_markdown(data: dict[str, Any], template: Path | None = None) -> str:
     )
     environment.filters["table"] = markdown_table
     environment.filters["fence"] = fence
-    context = _context(data)
-    return environment.get_template(name).render(result=data, **context)
+    return environment.get_template(name)
+
+
+def render_markdown(data: dict[str, Any], template: Path | None = None) -> str:
+    """Render the Markdown report for a JSON result, with an optional custom template."""
+    return load_template(template, DEFAULT_TEMPLATE).render(result=data, **_context(data))
 
 
 @hookimpl

@@ -83,22 +83,9 @@ def make_update(
 
 def render(update: StatusUpdate, template: Path | None = None) -> str:
     """Render the text of an update with the built-in template or ``template``."""
-    import jinja2  # imported here: keeps `runbook --help` fast
+    from runbook.report import load_template
 
-    if template is not None:
-        loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(template.parent))
-        name = template.name
-    else:
-        loader = jinja2.PackageLoader("runbook", "templates")
-        name = DEFAULT_TEMPLATE
-    environment = jinja2.Environment(
-        loader=loader,
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return environment.get_template(name).render(update=update).strip() + "\n"
+    return load_template(template, DEFAULT_TEMPLATE).render(update=update).strip() + "\n"
 
 
 def announce(config: Config, incident: dict[str, Any], status: str, state: str) -> list[Delivery]:
