@@ -20,6 +20,7 @@ import dataclasses
 import datetime as dt
 import math
 import shlex
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Literal
 
@@ -366,7 +367,7 @@ class LogCounter:
     def __init__(self, host: Host) -> None:
         self.host = host
         # One scan per question and run: several checks ask the same one of a large log.
-        self._scans: dict[tuple[str, float, float, str, str], ErrorCounts] = {}
+        self._scans: dict[tuple[str, str, float, float, str, str], ErrorCounts] = {}
 
     def __repr__(self) -> str:
         return f"<LogCounter on {self.host.name}>"
@@ -389,17 +390,7 @@ class LogCounter:
         The log is read once per set of arguments in a run: a later check asking the
         same gets the same counts, and its commands list shows no second scan.
         """
-        key = (f"file:{path}", since_minutes, baseline_minutes, pattern, by)
-        if key not in self._scans:
-            self._scans[key] = error_counts(
-                self.host,
-                path,
-                since_minutes=since_minutes,
-                baseline_minutes=baseline_minutes,
-                pattern=pattern,
-                by=by,
-            )
-        return self._scans[key]
+        return self._once(error_counts, path, since_minutes, baseline_minutes, pattern, by)
 
     def journal_error_counts(
         self,
@@ -411,11 +402,23 @@ class LogCounter:
         by: GroupBy = "type",
     ) -> ErrorCounts:
         """Count errors in the journal of ``unit`` (``journal_error_counts``), once per run."""
-        key = (f"unit:{unit}", since_minutes, baseline_minutes, pattern, by)
+        return self._once(journal_error_counts, unit, since_minutes, baseline_minutes, pattern, by)
+
+    def _once(
+        self,
+        count: Callable[..., ErrorCounts],
+        source: str,
+        since_minutes: float,
+        baseline_minutes: float,
+        pattern: str,
+        by: GroupBy,
+    ) -> ErrorCounts:
+        """Run ``count`` on ``source`` once per set of arguments in a run."""
+        key = (count.__name__, source, since_minutes, baseline_minutes, pattern, by)
         if key not in self._scans:
-            self._scans[key] = journal_error_counts(
+            self._scans[key] = count(
                 self.host,
-                unit,
+                source,
                 since_minutes=since_minutes,
                 baseline_minutes=baseline_minutes,
                 pattern=pattern,

@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from canned import children
 from click.testing import CliRunner
 from click.testing import Result
 
 from runbook.cli import cli
+from runbook.hosts import Host
+from runbook.local import LocalBackend
 
 pytest_plugins = ["sshd", "pg"]
 
@@ -105,6 +108,21 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.delenv("RUNBOOK_PATH", raising=False)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)  # tests on CI: keep its summary
     return Project(tmp_path)
+
+
+@pytest.fixture
+def local():
+    """A Host on this machine, closed at the end."""
+    host = Host(LocalBackend())
+    yield host
+    host.close()
+
+
+@pytest.fixture
+def spawn():
+    """Start Python children that print 'ready' once set up (``canned.children``)."""
+    with children() as start:
+        yield start
 
 
 @pytest.fixture

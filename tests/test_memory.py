@@ -5,25 +5,9 @@ from __future__ import annotations
 import pytest
 from canned import CannedBackend
 from canned import assert_read_only
-from canned import children
 from runbook.plugins import memory
 
 from runbook.hosts import Host
-from runbook.local import LocalBackend
-
-
-@pytest.fixture
-def local():
-    host = Host(LocalBackend())
-    yield host
-    host.close()
-
-
-@pytest.fixture
-def spawn():
-    with children() as start:
-        yield start
-
 
 # Memory helpers: breakdown, swap activity, RSS growth, OOM kills
 

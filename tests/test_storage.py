@@ -7,25 +7,9 @@ import os
 import pytest
 from canned import CannedBackend
 from canned import assert_read_only
-from canned import children
 from runbook.plugins import storage
 
 from runbook.hosts import Host
-from runbook.local import LocalBackend
-
-
-@pytest.fixture
-def local():
-    host = Host(LocalBackend())
-    yield host
-    host.close()
-
-
-@pytest.fixture
-def spawn():
-    with children() as start:
-        yield start
-
 
 DF_INODES_OUTPUT = """\
 Filesystem      Inodes  IUsed   IFree IUse% Mounted on

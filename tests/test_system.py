@@ -10,7 +10,6 @@ import time
 import pytest
 from canned import CannedBackend
 from canned import assert_read_only
-from canned import children
 from runbook.plugins import memory
 from runbook.plugins import storage
 from runbook.plugins import system
@@ -23,7 +22,6 @@ from runbook.plugins.system import TaskStat
 
 from runbook.hosts import CommandResult
 from runbook.hosts import Host
-from runbook.local import LocalBackend
 
 
 def stat_line(pid, comm, state="S", ticks=0, threads=1, start=100):
@@ -330,19 +328,6 @@ def test_helpers_refuse_bad_arguments():
 
 
 # Real measurements on this machine
-
-
-@pytest.fixture
-def local():
-    host = Host(LocalBackend())
-    yield host
-    host.close()
-
-
-@pytest.fixture
-def spawn():
-    with children() as start:
-        yield start
 
 
 def test_cpu_times_on_this_machine(local):
