@@ -10,16 +10,15 @@ arrive already redacted.
 from __future__ import annotations
 
 import datetime
-import os
 import re
 import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runbook.files import check_writable
 from runbook.files import write_private
 from runbook.hookspec import hookimpl
-from runbook.outcomes import UsageError
 
 if TYPE_CHECKING:
     from runbook.config import Config
@@ -62,18 +61,9 @@ def runbook_configure(config: Config) -> None:
     """Register the writer when ``--junit-xml PATH`` was given."""
     path = config.options.get("junit_xml")
     if path:
-        config.pluginmanager.register(JUnitXml(_writable(Path(path))), "junitxml-writer")
-
-
-def _writable(path: Path) -> Path:
-    """Fail before the run, not after it, when the file cannot be written."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise UsageError(f"--junit-xml {path}: cannot create its folder: {exc}") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"--junit-xml {path}: not writable")
-    return path
+        config.pluginmanager.register(
+            JUnitXml(check_writable(Path(path), "--junit-xml")), "junitxml-writer"
+        )
 
 
 def testsuite(result: RunResult) -> ET.Element:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from runbook.files import check_writable
 from runbook.model import SEVERITIES
 from runbook.outcomes import ExitCode
 from runbook.outcomes import UsageError
@@ -276,6 +277,7 @@ def _start_recording(config: Config, runbooks: list[Runbook], path: Path, change
     from runbook.cassette import CassetteRecorder
 
     _cassette_fits("--record", runbooks, changes)
+    check_writable(path, "--record")
     config.pluginmanager.register(CassetteRecorder(path), "cassette-recorder")
 
 
@@ -313,6 +315,9 @@ def _run_all(
         report, json_path = _result_paths(
             config, runbook.name, cli_options["report"], cli_options["json_path"], stamp
         )
+        for path, option in ((report, "--report"), (json_path, "--json")):
+            if path != "-":
+                check_writable(Path(path), option)
         options = RunOptions(
             targets=targets,
             forks=cli_options["forks"] or config.values.get("forks"),

@@ -49,3 +49,16 @@ def test_results_sent_to_a_device_leave_its_mode_alone(project, null_device, mon
     result = project.invoke("run", "probe", "--report", device, "--json", device)
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(null_device.stat().st_mode) == 0o666
+
+
+@pytest.mark.parametrize("option", ["--report", "--json", "--junit-xml", "--record"])
+def test_an_unwritable_result_path_is_a_usage_error_before_the_run(project, option):
+    project.runbook("probe", PROBE)
+    done = project.run("run", "probe", option, "/proc/no-such-folder/result")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        f"runbook: error: {option} /proc/no-such-folder/result: cannot create its folder: "
+        "No such file or directory"
+    )
+    assert "PASSED" not in done.stdout  # nothing ran: the results had nowhere to go
+
