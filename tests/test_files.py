@@ -61,4 +61,3 @@ def test_an_unwritable_result_path_is_a_usage_error_before_the_run(project, opti
         "No such file or directory"
     )
     assert "PASSED" not in done.stdout  # nothing ran: the results had nowhere to go
-
