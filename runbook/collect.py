@@ -55,9 +55,12 @@ class Collection:
         else:
             self.runbooks[runbook.name] = runbook
 
-    def is_new(self, path: Path) -> bool:
-        """True the first time a real path is seen: a file reached twice loads once."""
-        real = path.resolve()
+    def is_new(self, path: Path, real: Path | None = None) -> bool:
+        """True the first time a real path is seen: a file reached twice loads once.
+
+        ``real`` is ``path`` already resolved, when the caller knows it.
+        """
+        real = path.resolve() if real is None else real
         if real in self._seen:
             return False
         self._seen.add(real)
@@ -107,11 +110,14 @@ def _ordered(results: Iterable[Iterable[Path]]) -> list[Path]:
 
 
 def _collect_path(config: Config, collection: Collection, path: Path) -> None:
+    cwd = Path.cwd().resolve()
     if path.is_file():
-        _load_file(config, collection, path, (), _label(path))
+        real = path.resolve()
+        _load_file(config, collection, path, real, (), _label(real, cwd))
         return
     if not path.is_dir():
         return
+    folder = path.resolve()  # once: resolving each of a thousand files costs ~0.1 s
     shared: tuple[FixtureDef, ...] = ()
     conftest = path / CONFTEST
     if conftest.is_file() and collection.is_new(conftest):
@@ -121,7 +127,8 @@ def _collect_path(config: Config, collection: Collection, path: Path) -> None:
             shared = tuple(fixtures_in(vars(module), str(conftest)))
     for file in sorted(path.glob("*.py")):
         if _is_runbook_file(file):
-            _load_file(config, collection, file, shared, _label(file))
+            real = file.resolve() if file.is_symlink() else folder / file.name
+            _load_file(config, collection, file, real, shared, _label(real, cwd))
 
 
 def _is_runbook_file(path: Path) -> bool:
@@ -131,30 +138,32 @@ def _is_runbook_file(path: Path) -> bool:
     )
 
 
-def _label(path: Path) -> str:
+def _label(real: Path, cwd: Path) -> str:
+    """Where a runbook comes from, as ``runbook list`` shows it: relative to ``cwd`` if inside."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(real.relative_to(cwd))
     except ValueError:
-        return str(path.resolve())
+        return str(real)
 
 
 def _load_file(
     config: Config,
     collection: Collection,
     path: Path,
+    real: Path,
     shared: tuple[FixtureDef, ...],
     source: str,
 ) -> None:
-    if not collection.is_new(path):
+    if not collection.is_new(path, real):
         return
-    module = _import_file(collection, path)
+    module = _import_file(collection, path, real)
     if module is not None:
         _adopt(config, collection, module, path, source, shared)
 
 
-def _import_file(collection: Collection, path: Path) -> ModuleType | None:
+def _import_file(collection: Collection, path: Path, real: Path | None = None) -> ModuleType | None:
     try:
-        return import_file(path)
+        return import_file(path, real)
     except CollectionError as exc:
         collection.errors.append(exc)
         return None
@@ -178,9 +187,13 @@ def _adopt(
 
 
 def _register(config: Config, module: ModuleType, name: str) -> None:
-    pm = config.pluginmanager
-    if not pm.is_registered(module) and pm.get_plugin(name) is None:
-        pm.register(module, name)
+    """Register ``module`` as a plugin, unless it (or its name) already is."""
+    try:
+        # pluggy refuses a plugin or a name registered before; asking first
+        # (is_registered) scans every plugin in Python: quadratic over many runbooks.
+        config.pluginmanager.register(module, name)
+    except ValueError:
+        pass
 
 
 def _load_entry_points(

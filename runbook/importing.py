@@ -12,9 +12,13 @@ from types import ModuleType
 from runbook.outcomes import CollectionError
 
 
-def import_file(path: Path) -> ModuleType:
-    """Import ``path`` under a name unique to its folder; raise ``CollectionError``."""
-    digest = hashlib.sha1(str(path.resolve().parent).encode()).hexdigest()[:10]
+def import_file(path: Path, real: Path | None = None) -> ModuleType:
+    """Import ``path`` under a name unique to its folder; raise ``CollectionError``.
+
+    ``real`` is ``path`` already resolved, when the caller knows it.
+    """
+    real = path.resolve() if real is None else real
+    digest = hashlib.sha1(str(real.parent).encode()).hexdigest()[:10]
     name = f"runbook_local_{digest}_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
