@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from runbook.model import ActionItem
     from runbook.model import Runbook
     from runbook.results import HypothesisResult
+    from runbook.runner import RunOptions
     from runbook.targets import Target
 
 
@@ -69,15 +70,40 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _result_paths(
-    config: Config, name: str, report: str | None, json_path: str | None, stamp: str
-) -> tuple[str, str]:
-    folder = config.report_dir
-    default = folder / f"{stamp}-{name}"
-    return (
-        report if report is not None else _display(default.with_suffix(".md")),
-        json_path if json_path is not None else _display(default.with_suffix(".json")),
+def _run_options(
+    config: Config,
+    name: str,
+    stamp: str,
+    targets: tuple[Target, ...],
+    overrides: dict[str, str],
+    keyword: str | None,
+    cli_options: dict[str, Any],
+) -> RunOptions:
+    """The options of one run (or plan) named ``name``, with its result files."""
+    from runbook.runner import RunOptions
+
+    default = config.report_dir / f"{stamp}-{name}"
+    report, json_path = cli_options["report"], cli_options["json_path"]
+    return RunOptions(
+        targets=targets,
+        forks=cli_options["forks"] or config.values.get("forks"),
+        params=overrides,
+        keyword=keyword,
+        execute=cli_options["execute"],
+        confirm=_confirmer(cli_options["yes"]),
+        check_timeout=cli_options["timeout"] or config.values.get("timeout"),
+        incident=cli_options["incident"],
+        severity=cli_options["severity"],
+        report=report if report is not None else _display(default.with_suffix(".md")),
+        json=json_path if json_path is not None else _display(default.with_suffix(".json")),
     )
+
+
+def _check_result_files(options: RunOptions) -> None:
+    """Fail now, not after the run, when a result file cannot be written."""
+    for path, option in ((options.report, "--report"), (options.json, "--json")):
+        if path is not None and path != "-":
+            check_writable(Path(path), option)
 
 
 def _confirmer(yes: bool) -> Any:
@@ -307,31 +333,15 @@ def _run_all(
     cli_options: dict[str, Any],
 ) -> int:
     from runbook.runner import Run
-    from runbook.runner import RunOptions
 
     stamp = _timestamp()
     prepared = []
     for runbook in runbooks:
-        report, json_path = _result_paths(
-            config, runbook.name, cli_options["report"], cli_options["json_path"], stamp
-        )
-        for path, option in ((report, "--report"), (json_path, "--json")):
-            if path != "-":
-                check_writable(Path(path), option)
-        options = RunOptions(
-            targets=targets,
-            forks=cli_options["forks"] or config.values.get("forks"),
-            params=overrides,
-            keyword=keyword,
-            execute=cli_options["execute"],
-            confirm=_confirmer(cli_options["yes"]),
-            check_timeout=cli_options["timeout"] or config.values.get("timeout"),
-            incident=cli_options["incident"],
-            severity=cli_options["severity"],
-            report=report,
-            json=json_path,
+        options = _run_options(
+            config, runbook.name, stamp, targets, overrides, keyword, cli_options
         )
         run = Run(config, runbook, options, collection.plugin_fixtures)
+        _check_result_files(options)
         if run.checks:
             prepared.append(run)
         else:
@@ -363,30 +373,16 @@ def _dry_run(
     from runbook.plan import resolve_hosts
     from runbook.plan import write_plan
     from runbook.runner import Run
-    from runbook.runner import RunOptions
 
     hosts = resolve_hosts(config, targets)
     to_stderr = "-" in (cli_options["report"], cli_options["json_path"])
     stamp = _timestamp()
     codes = []
     for runbook in runbooks:
-        report, json_path = _result_paths(
-            config,
-            f"{runbook.name}-plan",
-            cli_options["report"],
-            cli_options["json_path"],
-            stamp,
-        )
-        options = RunOptions(
-            targets=targets,
-            params=overrides,
-            keyword=keyword,
-            execute=cli_options["execute"],
-            check_timeout=cli_options["timeout"] or config.values.get("timeout"),
-            report=report,
-            json=json_path,
-        )
+        name = f"{runbook.name}-plan"
+        options = _run_options(config, name, stamp, targets, overrides, keyword, cli_options)
         run = Run(config, runbook, options, collection.plugin_fixtures)
+        _check_result_files(options)
         findings = lint_runbook(runbook, collection.plugin_fixtures, config.read_only_allow)
         plan = build_plan(run, hosts, findings, yes=cli_options["yes"])
         for line in render_text(plan):
