@@ -260,9 +260,16 @@ def _error_counts(
     since: float,
     baseline: float,
     counted: str | None = None,
+    scanned: tuple[int, int] | None = None,
 ) -> ErrorCounts:
-    """Build the counts from the counter's output (``counted``, else all of stdout)."""
+    """Build the counts from the counter's output (``counted``, else all of stdout).
+
+    ``scanned`` (lines, bytes) replaces what awk read when something else read
+    the whole log (``wc`` in front of ``grep``).
+    """
     lines, bytes_read, types = parse_error_counts(result.stdout if counted is None else counted)
+    if scanned is not None:
+        lines, bytes_read = scanned
     return ErrorCounts(
         path=source,
         now=now,
@@ -302,9 +309,8 @@ def error_counts(
             raise FileNotFoundError(message)
         raise RuntimeError(message)
     read, _, counted = result.stdout.partition("\n")
-    counts = _error_counts(result, path, now, since_minutes, baseline_minutes, counted)
     lines, size = (int(field) for field in read.split()[:2])  # wc -lc: what grep read
-    return dataclasses.replace(counts, lines_scanned=lines, bytes_scanned=size)
+    return _error_counts(result, path, now, since_minutes, baseline_minutes, counted, (lines, size))
 
 
 def file_command(path: str, pattern: str, awk_argv: list[str]) -> str:
