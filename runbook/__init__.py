@@ -13,10 +13,10 @@ from runbook.api import check
 from runbook.api import evidence
 from runbook.api import hypothesis
 from runbook.fixtures import fixture
-from runbook.hookspec import hookimpl
-from runbook.hookspec import hookspec
-from runbook.hosts import CommandResult
-from runbook.hosts import Host
+from runbook.hosts.host import CommandResult
+from runbook.hosts.host import Host
+from runbook.markers import hookimpl
+from runbook.markers import hookspec
 from runbook.outcomes import CommandTimeout
 from runbook.outcomes import ExitCode
 from runbook.outcomes import ReadOnlyViolation

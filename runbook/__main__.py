@@ -1,5 +1,5 @@
 """Allow ``python -m runbook``."""
 
-from runbook.cli import main
+from runbook.cli.main import main
 
 main()

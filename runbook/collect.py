@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from runbook import audithooks
 from runbook.fixtures import FixtureDef
 from runbook.fixtures import fixtures_in
-from runbook.hookspec import hookimpl
 from runbook.importing import import_error
 from runbook.importing import import_file
+from runbook.markers import hookimpl
 from runbook.model import Runbook
 from runbook.model import defines_checks
 from runbook.model import runbook_name
 from runbook.outcomes import CollectionError
 from runbook.outcomes import UsageError
+from runbook.safety import audithooks
 
 if TYPE_CHECKING:
     from runbook.config import Config

@@ -13,27 +13,28 @@ from typing import Any
 
 import pluggy
 
+from runbook import hookspecs
 from runbook.importing import import_file
 from runbook.outcomes import CollectionError
 from runbook.outcomes import UsageError
 
 #: Plugins that cannot be disabled: without them runbook would not be safe or would not run.
 ESSENTIAL_PLUGINS = (
-    "runbook.guard",
-    "runbook.local",
-    "runbook.ssh",
+    "runbook.safety.guard",
+    "runbook.hosts.local",
+    "runbook.ssh.backend",
     "runbook.collect",
-    "runbook.audit",
+    "runbook.safety.audit",
 )
 
 #: Plugins registered by default: reporters and the built-in check libraries.
 DEFAULT_PLUGINS = (
-    "runbook.terminal",
-    "runbook.report",
-    "runbook.jsonresult",
-    "runbook.junitxml",
-    "runbook.incidentplugin",
-    "runbook.notify",
+    "runbook.output.terminal",
+    "runbook.output.report",
+    "runbook.output.jsonresult",
+    "runbook.output.junitxml",
+    "runbook.incident.recorder",
+    "runbook.incident.notify",
     "runbook.plugins.system",
     "runbook.plugins.memory",
     "runbook.plugins.storage",
@@ -134,8 +135,7 @@ def _strings(value: Any, key: str) -> list[str]:
 def make_pluginmanager() -> pluggy.PluginManager:
     """Create the plugin manager with the hook specifications and built-in plugins."""
     pm = pluggy.PluginManager("runbook")
-    # By module path: the package attribute `runbook.hookspec` is the marker.
-    pm.add_hookspecs(importlib.import_module("runbook.hookspec"))
+    pm.add_hookspecs(hookspecs)
     for name in (*ESSENTIAL_PLUGINS, *DEFAULT_PLUGINS):
         pm.register(importlib.import_module(name), name)
     return pm

@@ -111,7 +111,7 @@ class RunbookRunner:
         self._count += 1
         stem = self.folder / f"{name}-{self._count}"
         if outputs is not None:
-            from runbook.cassette import Cassette
+            from runbook.hosts.cassette import Cassette
 
             canned = stem.with_suffix(".cassette.yaml")
             canned.write_text(Cassette.from_outputs(name, outputs, host).dumps(), encoding="utf-8")
@@ -129,7 +129,7 @@ class RunbookRunner:
     def _invoke(self, args: list[str], json_path: Path) -> RunbookResult:
         from click.testing import CliRunner
 
-        from runbook.cli import cli
+        from runbook.cli.main import cli
 
         done = CliRunner().invoke(cli, args, catch_exceptions=False)
         if not json_path.exists():

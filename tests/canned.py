@@ -11,7 +11,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
 
-from runbook.guard import check_command
+from runbook.safety.guard import check_command
 
 
 class CannedBackend:

@@ -16,9 +16,9 @@ from canned import children
 from click.testing import CliRunner
 from click.testing import Result
 
-from runbook.cli import cli
-from runbook.hosts import Host
-from runbook.local import LocalBackend
+from runbook.cli.main import cli
+from runbook.hosts.host import Host
+from runbook.hosts.local import LocalBackend
 
 pytest_plugins = ["sshd", "pg"]
 

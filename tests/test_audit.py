@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from runbook.audit import GENESIS
-from runbook.audit import AuditLog
-from runbook.audit import AuditLogError
-from runbook.audit import Verification
-from runbook.audit import default_audit_path
-from runbook.audit import verify
+from runbook.safety.audit import GENESIS
+from runbook.safety.audit import AuditLog
+from runbook.safety.audit import AuditLogError
+from runbook.safety.audit import Verification
+from runbook.safety.audit import default_audit_path
+from runbook.safety.audit import verify
 
 Lines = list[bytes]
 

@@ -14,8 +14,8 @@ from resultdata import by_id
 from resultdata import statuses
 from sshd import SSHServer
 
-from runbook.cassette import SCHEMA
-from runbook.cassette import Cassette
+from runbook.hosts.cassette import SCHEMA
+from runbook.hosts.cassette import Cassette
 
 PROBE = '''
 """Probe.
@@ -119,7 +119,7 @@ def test_a_repeated_command_is_answered_in_recorded_order(probe):
         },
     )
     tape = cassette.hosts["local"]
-    from runbook.cassette import Interaction
+    from runbook.hosts.cassette import Interaction
 
     tape.interactions += [
         Interaction("cat state.txt", "first\n"),

@@ -32,9 +32,9 @@ HEALTHY = '''
 def test_help_is_fast_and_imports_no_heavy_module(project):
     code = (
         "import sys, time; t = time.perf_counter();"
-        "from runbook.cli import cli;"
+        "from runbook.cli.main import cli;"
         "cli.main(['--help'], standalone_mode=False);"
-        "heavy = sorted(m for m in ('jinja2', 'paramiko', 'tabulate', 'runbook.runner',"
+        "heavy = sorted(m for m in ('jinja2', 'paramiko', 'tabulate', 'runbook.engine.runner',"
         " 'runbook.collect') if m in sys.modules);"
         "print('HEAVY', heavy)"
     )
@@ -190,8 +190,8 @@ def test_plugins_lists_plugins_hooks_and_fixtures(project):
     )
     result = project.invoke("plugins")
     assert result.exit_code == 0
-    assert "runbook.guard" in result.output
-    assert "runbook.terminal" in result.output
+    assert "runbook.safety.guard" in result.output
+    assert "runbook.output.terminal" in result.output
     assert "runbook_run_finished" in result.output
     assert "runbookconf.py" in result.output
 

@@ -7,7 +7,7 @@ import time
 PLUGIN = '''
     """Targets `fake://NAME` that run commands locally; `fake://dead-*` cannot be reached."""
     from runbook import hookimpl
-    from runbook.local import LocalBackend
+    from runbook.hosts.local import LocalBackend
     from runbook.outcomes import HostUnavailable
 
 

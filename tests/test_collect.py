@@ -11,10 +11,10 @@ from runbook.collect import broken_runbook_names
 from runbook.collect import collect
 from runbook.collect import library_dir
 from runbook.config import load_config
+from runbook.engine.runner import Run
+from runbook.engine.runner import RunOptions
 from runbook.outcomes import CollectionError
 from runbook.outcomes import UsageError
-from runbook.runner import Run
-from runbook.runner import RunOptions
 
 
 @pytest.fixture

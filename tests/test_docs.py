@@ -36,7 +36,7 @@ from pathlib import Path
 import click
 import pytest
 
-from runbook.cli import cli
+from runbook.cli.main import cli
 from runbook.outcomes import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,7 +252,7 @@ def test_page_examples(page: Path, tmp_path: Path):
 
 
 def test_every_hook_is_documented_with_its_signature():
-    hookspec = importlib.import_module("runbook.hookspec")  # `runbook.hookspec` is the marker
+    hookspec = importlib.import_module("runbook.hookspecs")  # `runbook.hookspecs` is the marker
     text = (DOCS / "plugins.md").read_text(encoding="utf-8")
     for name in hookspec.hook_names():
         assert name in text, f"hook {name} is missing from docs/plugins.md"
@@ -338,7 +338,7 @@ def test_json_example_has_the_real_shape(tmp_path: Path):
 
 def test_safety_page_lists_the_real_allowlist():
     """Every allowlisted command and read-only verb of the guard is named in safety.md."""
-    from runbook import guard
+    from runbook.safety import guard
 
     text = (DOCS / "safety.md").read_text(encoding="utf-8")
     for name in sorted(guard.READ_ONLY_COMMANDS):

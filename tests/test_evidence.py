@@ -10,7 +10,7 @@ import pytest
 from runbook.api import evidence
 from runbook.evidence import render_evidence
 from runbook.evidence import render_table
-from runbook.hosts import CommandResult
+from runbook.hosts.host import CommandResult
 from runbook.steps import Evidence
 from runbook.steps import Step
 from runbook.steps import current_step

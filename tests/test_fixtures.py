@@ -8,14 +8,14 @@ import pytest
 
 from runbook.collect import collect
 from runbook.config import load_config
+from runbook.engine.runner import Run
+from runbook.engine.runner import RunOptions
 from runbook.fixtures import FixtureError
 from runbook.fixtures import FixtureManager
 from runbook.fixtures import argnames
 from runbook.fixtures import fixture
 from runbook.fixtures import fixtures_in
 from runbook.outcomes import CollectionError
-from runbook.runner import Run
-from runbook.runner import RunOptions
 
 
 def manager(*functions):

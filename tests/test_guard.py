@@ -7,13 +7,13 @@ import textwrap
 import pytest
 
 from runbook.config import load_config
-from runbook.guard import Refused
-from runbook.guard import check_command
-from runbook.guard import make_policy
-from runbook.guard import split_commands
-from runbook.hosts import Host
-from runbook.local import LocalBackend
+from runbook.hosts.host import Host
+from runbook.hosts.local import LocalBackend
 from runbook.outcomes import ReadOnlyViolation
+from runbook.safety.guard import Refused
+from runbook.safety.guard import check_command
+from runbook.safety.guard import make_policy
+from runbook.safety.guard import split_commands
 from runbook.steps import Step
 from runbook.steps import current_step
 
@@ -747,14 +747,14 @@ def test_refused_command_never_reaches_the_target(tmp_path):
 )
 def test_plain_words_parse_exactly_as_bash_would(command):
     # The shortcut for plain words (no bashlex) must agree with the full parser.
-    from runbook import shell
+    from runbook.safety import shell
 
     assert shell.parse(command) == shell._parse_with_bashlex(command)
 
 
 @pytest.mark.parametrize("command", ["A=1 cat /etc/hostname", "PAGER=rm git log"])
 def test_leading_assignments_never_take_the_plain_words_shortcut(command):
-    from runbook import shell
+    from runbook.safety import shell
 
     assert shell.parse(command) == shell._parse_with_bashlex(command)
     assert shell.parse(command)[0].assignments

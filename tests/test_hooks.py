@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import runbook
-from runbook.hookspec import hook_names
+from runbook.hookspecs import hook_names
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ PLUGIN = '''
         """A transport for `echo://NAME`: runs commands locally, under another name."""
 
         def __init__(self, name):
-            from runbook.local import LocalBackend
+            from runbook.hosts.local import LocalBackend
 
             self._local = LocalBackend()
             self.name = name
@@ -233,7 +233,7 @@ def test_every_hook_is_called_as_documented(project):
 
 
 def test_hookspecs_are_documented_and_typed():
-    specs = importlib.import_module("runbook.hookspec")  # the attribute is the marker
+    specs = importlib.import_module("runbook.hookspecs")  # the attribute is the marker
     for name in hook_names():
         spec = getattr(specs, name)
         assert spec.__doc__ and len(spec.__doc__.strip()) > 30, name

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from runbook.hosts import CommandResult
-from runbook.hosts import Host
-from runbook.hosts import interpolate
-from runbook.local import LocalBackend
+from runbook.hosts.host import CommandResult
+from runbook.hosts.host import Host
+from runbook.hosts.host import interpolate
+from runbook.hosts.local import LocalBackend
 from runbook.outcomes import CommandTimeout
 from runbook.outcomes import ReadOnlyViolation
 from runbook.steps import Step

@@ -32,9 +32,9 @@ from runbook.plugins.http import parse_openssl_x509
 from sshd import unavailable
 
 from runbook.config import load_config
-from runbook.guard import make_policy
-from runbook.hosts import Host
-from runbook.local import LocalBackend
+from runbook.hosts.host import Host
+from runbook.hosts.local import LocalBackend
+from runbook.safety.guard import make_policy
 from runbook.steps import Step
 from runbook.steps import current_step
 

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from runbook.incidents import Event
-from runbook.incidents import IncidentStore
-from runbook.incidents import check_id
-from runbook.incidents import utcnow
+from runbook.incident.store import Event
+from runbook.incident.store import IncidentStore
+from runbook.incident.store import check_id
+from runbook.incident.store import utcnow
 from runbook.outcomes import UsageError
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook.inventory import InventoryHost
-from runbook.inventory import load_inventory
+from runbook.hosts.inventory import InventoryHost
+from runbook.hosts.inventory import load_inventory
 from runbook.outcomes import UsageError
 
 
@@ -356,7 +356,7 @@ def test_yaml_is_imported_only_for_yaml_inventories(tmp_path):
 
     path = write(tmp_path, "hosts", "[g]\nweb1\n")
     code = (
-        "import sys; from pathlib import Path; from runbook.inventory import load_inventory; "
+        "import sys; from pathlib import Path; from runbook.hosts.inventory import load_inventory; "
         f"load_inventory(Path({str(path)!r})); print('yaml' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from runbook.authoring.runbookdoc import markdown_page
 from runbook.collect import collect
 from runbook.collect import library_dir
 from runbook.config import load_config
-from runbook.runbookdoc import markdown_page
 
 LIBRARY = Path(__file__).resolve().parent.parent / "docs" / "library"
 REGENERATE = os.environ.get("RUNBOOK_REGENERATE_DOCS") == "1"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from runbook.authoring.lint import RULES
 from runbook.collect import library_dir
-from runbook.lint import RULES
 from runbook.model import runbook_name
 
 CLEAN = '''

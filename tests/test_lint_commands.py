@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from runbook.commandscan import PLACEHOLDER
-from runbook.commandscan import CommandScanner
+from runbook.safety.commandscan import PLACEHOLDER
+from runbook.safety.commandscan import CommandScanner
 
 P = PLACEHOLDER
 

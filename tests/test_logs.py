@@ -26,10 +26,10 @@ from runbook.plugins.logs import parse_error_counts
 from runbook.plugins.logs import parse_log_timestamp
 
 from runbook.config import load_config
-from runbook.guard import check_command
-from runbook.guard import make_policy
-from runbook.hosts import Host
-from runbook.local import LocalBackend
+from runbook.hosts.host import Host
+from runbook.hosts.local import LocalBackend
+from runbook.safety.guard import check_command
+from runbook.safety.guard import make_policy
 
 
 @pytest.mark.parametrize(

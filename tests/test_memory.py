@@ -7,7 +7,7 @@ from canned import CannedBackend
 from canned import assert_read_only
 from runbook.plugins import memory
 
-from runbook.hosts import Host
+from runbook.hosts.host import Host
 
 # Memory helpers: breakdown, swap activity, RSS growth, OOM kills
 

@@ -28,8 +28,8 @@ from sshd import unavailable
 from sshd import write_known_hosts
 from sshd import write_ssh_config
 
-from runbook.hosts import Host
-from runbook.local import LocalBackend
+from runbook.hosts.host import Host
+from runbook.hosts.local import LocalBackend
 
 SS_TAN = (
     'ESTAB 0 0 127.0.0.1:42104 127.0.0.1:51637 users:(("python3",pid=21188,fd=4),'
@@ -262,9 +262,9 @@ def test_inode_usage_on_this_machine(local, tmp_path):
 @pytest.fixture
 def ssh_host(sshd: SSHServer, ssh_keys, tmp_path, monkeypatch):
     """A Host on the test sshd, logged in as its non-root user."""
-    from runbook.ssh import Address
-    from runbook.ssh import SSHBackend
-    from runbook.ssh import SSHOptions
+    from runbook.ssh.backend import Address
+    from runbook.ssh.backend import SSHBackend
+    from runbook.ssh.backend import SSHOptions
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)

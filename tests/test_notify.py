@@ -12,12 +12,12 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from runbook.notify import Webhook
-from runbook.notify import deliver
-from runbook.notify import payload
-from runbook.notify import webhooks_from_config
+from runbook.incident.notify import Webhook
+from runbook.incident.notify import deliver
+from runbook.incident.notify import payload
+from runbook.incident.notify import webhooks_from_config
+from runbook.incident.statusupdate import make_update
 from runbook.outcomes import UsageError
-from runbook.statusupdate import make_update
 
 SECRET_PATH = "/hooks/T0KEN-s3cr3t-path"
 

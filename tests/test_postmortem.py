@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from runbook.postmortem import context
+from runbook.incident.postmortem import context
 from runbook.severity import decide
 from runbook.severity import most_severe
 

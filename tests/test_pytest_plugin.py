@@ -113,7 +113,7 @@ def test_a_recorded_cassette_replays_in_a_team_test(team_repo, monkeypatch):
     monkeypatch.chdir(team_repo.path)
     from click.testing import CliRunner
 
-    from runbook.cli import cli
+    from runbook.cli.main import cli
 
     done = CliRunner().invoke(
         cli,

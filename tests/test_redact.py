@@ -14,7 +14,7 @@ from urllib.parse import quote_plus
 import pytest
 
 from runbook.params import Params
-from runbook.redact import Redactor
+from runbook.safety.redact import Redactor
 
 # Characters that every encoding below changes: space, quote, slash, plus, ampersand, é.
 SECRET = 'Tr0ub4dor&3 "x"/y+zé'

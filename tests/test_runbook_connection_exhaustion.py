@@ -29,7 +29,7 @@ from sshd import USER
 from sshd import SSHServer
 from sshd import unavailable
 
-from runbook.guard import check_command
+from runbook.safety.guard import check_command
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 HYPOTHESES = ["too-many-connections", "fd-limit", "postgres-max-connections"]

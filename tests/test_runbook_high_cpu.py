@@ -15,8 +15,8 @@ from resultdata import by_id
 from runbook.library import high_cpu
 from runbook.plugins import system
 
-from runbook.hosts import Host
-from runbook.local import LocalBackend
+from runbook.hosts.host import Host
+from runbook.hosts.local import LocalBackend
 from runbook.outcomes import Skipped
 
 HYPOTHESES = ["runaway-process", "too-many-processes", "io-wait", "cpu-steal"]

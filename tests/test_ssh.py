@@ -21,14 +21,14 @@ from sshd import write_known_hosts
 from sshd import write_ssh_config
 
 from runbook.config import load_config
-from runbook.hosts import Host
+from runbook.hosts.host import Host
 from runbook.outcomes import CommandTimeout
 from runbook.outcomes import HostUnavailable
 from runbook.outcomes import UsageError
-from runbook.ssh import Address
-from runbook.ssh import SSHBackend
-from runbook.ssh import SSHOptions
-from runbook.ssh import runbook_make_host
+from runbook.ssh.backend import Address
+from runbook.ssh.backend import SSHBackend
+from runbook.ssh.backend import SSHOptions
+from runbook.ssh.backend import runbook_make_host
 
 require_paramiko()
 
@@ -224,7 +224,7 @@ def test_bad_ssh_config_is_a_usage_error(tmp_path: Path, home: Path, config, mes
 
 
 def test_paramiko_is_not_imported_at_start_up():
-    code = "import sys, runbook.ssh; assert 'paramiko' not in sys.modules, 'imported'"
+    code = "import sys, runbook.ssh.backend; assert 'paramiko' not in sys.modules, 'imported'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 

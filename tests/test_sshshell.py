@@ -14,12 +14,12 @@ from sshd import SSHServer
 from sshd import require_paramiko
 from sshd import write_known_hosts
 
-from runbook.hosts import Host
+from runbook.hosts.host import Host
 from runbook.outcomes import CommandTimeout
-from runbook.ssh import Address
-from runbook.ssh import SSHBackend
-from runbook.ssh import SSHOptions
-from runbook.sshshell import Shell
+from runbook.ssh.backend import Address
+from runbook.ssh.backend import SSHBackend
+from runbook.ssh.backend import SSHOptions
+from runbook.ssh.channel import Shell
 
 require_paramiko()
 

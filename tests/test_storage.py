@@ -9,7 +9,7 @@ from canned import CannedBackend
 from canned import assert_read_only
 from runbook.plugins import storage
 
-from runbook.hosts import Host
+from runbook.hosts.host import Host
 
 DF_INODES_OUTPUT = """\
 Filesystem      Inodes  IUsed   IFree IUse% Mounted on

@@ -20,8 +20,8 @@ from runbook.plugins.system import LoadAverage
 from runbook.plugins.system import ProcessCount
 from runbook.plugins.system import TaskStat
 
-from runbook.hosts import CommandResult
-from runbook.hosts import Host
+from runbook.hosts.host import CommandResult
+from runbook.hosts.host import Host
 
 
 def stat_line(pid, comm, state="S", ticks=0, threads=1, start=100):

@@ -7,10 +7,10 @@ import textwrap
 
 import pytest
 
-from runbook.inventory import load_inventory
+from runbook.hosts.inventory import load_inventory
+from runbook.hosts.targets import Target
+from runbook.hosts.targets import parse_targets
 from runbook.outcomes import UsageError
-from runbook.targets import Target
-from runbook.targets import parse_targets
 
 PARSED = [
     # value(s), expected (name, spec) pairs

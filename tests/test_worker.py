@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from runbook.engine.worker import Job
+from runbook.engine.worker import Lane
 from runbook.steps import Step
-from runbook.worker import Job
-from runbook.worker import Lane
 
 
 def job(name: str, func) -> Job:

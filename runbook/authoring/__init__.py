@@ -1,0 +1,1 @@
+"""Tools for runbook authors: lint, dry-run plans, scaffolding, runbook docs."""

@@ -1,0 +1,395 @@
+"""``runbook run``: resolve targets and parameters, then run or dry-run the runbooks."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+import click
+
+from runbook.files import check_writable
+from runbook.model import SEVERITIES
+from runbook.outcomes import ExitCode
+from runbook.outcomes import UsageError
+from runbook.session import lookup
+from runbook.session import setup
+
+if TYPE_CHECKING:
+    from runbook.collect import Collection
+    from runbook.config import Config
+    from runbook.engine.runner import RunOptions
+    from runbook.hosts.cassette import Cassette
+    from runbook.hosts.targets import Target
+    from runbook.model import ActionItem
+    from runbook.model import Runbook
+    from runbook.results import HypothesisResult
+
+
+def _targets(config: Config, hosts: Sequence[str], inventory: str | None) -> tuple[Target, ...]:
+    """Resolve ``-H`` values (or the configured hosts) against the inventory, if any."""
+    from runbook.hosts.inventory import load_inventory
+    from runbook.hosts.targets import parse_targets
+
+    configured = config.values.get("inventory")
+    path = Path(inventory) if inventory else config.path(configured) if configured else None
+    loaded = load_inventory(path) if path is not None else None
+    values = list(hosts) or list(config.values.get("hosts", [])) or ["local"]
+    return tuple(parse_targets(values, loaded))
+
+
+def _incident_id(value: str | None) -> str | None:
+    from runbook.incident.store import check_id
+
+    return None if value is None else check_id(value)
+
+
+def _incident_severity(config: Config, incident: str | None) -> str | None:
+    """The severity an operator gave the incident, if any (not one a runbook suggested)."""
+    from runbook.incident.store import IncidentStore
+
+    store = IncidentStore.from_config(config)
+    if not incident or not store.exists(incident):
+        return None
+    state = store.load(incident)
+    by_operator = str(state.get("severity_set_by") or "").startswith("operator")
+    return state.get("severity") if by_operator else None
+
+
+def _timestamp() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _run_options(
+    config: Config,
+    name: str,
+    stamp: str,
+    targets: tuple[Target, ...],
+    overrides: dict[str, str],
+    keyword: str | None,
+    cli_options: dict[str, Any],
+) -> RunOptions:
+    """The options of one run (or plan) named ``name``, with its result files."""
+    from runbook.engine.runner import RunOptions
+
+    default = config.report_dir / f"{stamp}-{name}"
+    report, json_path = cli_options["report"], cli_options["json_path"]
+    return RunOptions(
+        targets=targets,
+        forks=cli_options["forks"] or config.values.get("forks"),
+        params=overrides,
+        keyword=keyword,
+        execute=cli_options["execute"],
+        confirm=_confirmer(cli_options["yes"]),
+        check_timeout=cli_options["timeout"] or config.values.get("timeout"),
+        incident=cli_options["incident"],
+        severity=cli_options["severity"],
+        report=report if report is not None else _display(default.with_suffix(".md")),
+        json=json_path if json_path is not None else _display(default.with_suffix(".json")),
+    )
+
+
+def _check_result_files(options: RunOptions) -> None:
+    """Fail now, not after the run, when a result file cannot be written."""
+    for path, option in ((options.report, "--report"), (options.json, "--json")):
+        if path is not None and path != "-":
+            check_writable(Path(path), option)
+
+
+def _confirmer(yes: bool) -> Any:
+    def confirm(
+        action: ActionItem, host: str, judged: Sequence[HypothesisResult]
+    ) -> tuple[bool, str]:
+        if yes:
+            return True, ""
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            return False, "no terminal to confirm on; pass --yes to run actions unattended"
+        click.echo(f"\nAction {action.id} on {host}: {action.doc or '(no description)'}")
+        for item in judged:
+            if item.status == "ruled_in":
+                click.echo(f"  {item.id} ruled in: {'; '.join(item.evidence)}")
+        if click.confirm(f"Run {action.id} on {host}?", default=False):
+            return True, ""
+        return False, "declined by the operator"
+
+    return confirm
+
+
+@click.command(short_help="Investigate with runbooks NAME... (read-only unless --execute).")
+@click.argument("names", nargs=-1, required=True, metavar="NAME [NAME...]")
+@click.option(
+    "-H",
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="HOST",
+    help="Target: local (default), [user@]host[:port] or ssh://...; repeatable, comma lists.",
+)
+@click.option(
+    "-i",
+    "--inventory",
+    type=click.Path(dir_okay=False),
+    help="Inventory of hosts and groups (Ansible-style INI or YAML); -H takes their names.",
+)
+@click.option(
+    "--known-hosts",
+    type=click.Path(dir_okay=False),
+    help="known_hosts file for SSH host keys (default ~/.ssh/known_hosts).",
+)
+@click.option(
+    "--accept-new-host-keys",
+    is_flag=True,
+    help="Trust and record the key of a host never seen before (a changed key is refused).",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a parameter; the value is coerced to the default's type.",
+)
+@click.option(
+    "-k",
+    "keyword",
+    metavar="EXPR",
+    help="Only run checks whose name or hypothesis matches, e.g. 'cpu and not steal'.",
+)
+@click.option("--execute", is_flag=True, help="Let actions change the system (after confirming).")
+@click.option("--yes", is_flag=True, help="Do not ask before each action (with --execute).")
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan; contact no target.")
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Record every command and its output (redacted) into a cassette FILE.",
+)
+@click.option(
+    "--replay",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Answer every command from a recorded cassette FILE; contact no target.",
+)
+@click.option("--report", metavar="PATH|-", help="Markdown report path ('-' for stdout).")
+@click.option("--json", "json_path", metavar="PATH|-", help="JSON result path ('-' for stdout).")
+@click.option(
+    "--junit-xml",
+    type=click.Path(dir_okay=False),
+    help="Also write JUnit XML: a testcase per check and host (for CI).",
+)
+@click.option(
+    "--forks",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Targets to run at once (default 16).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Seconds a check may take before it is stopped (default 60).",
+)
+@click.option(
+    "--incident",
+    metavar="ID",
+    callback=lambda _context, _option, value: _incident_id(value),
+    help="Record this run in incident ID (created if new; see `runbook incident`).",
+)
+@click.option("--severity", type=click.Choice(SEVERITIES), help="Incident severity.")
+@click.option("-v", "--verbose", count=True, help="Show messages of passed checks and tracebacks.")
+@click.option("-q", "--quiet", count=True, help="Only print the summary.")
+def run(
+    names: tuple[str, ...],
+    hosts: tuple[str, ...],
+    params: tuple[str, ...],
+    keyword: str | None,
+    execute: bool,
+    yes: bool,
+    dry_run: bool,
+    record: str | None,
+    replay: str | None,
+    report: str | None,
+    json_path: str | None,
+    junit_xml: str | None,
+    forks: int | None,
+    inventory: str | None,
+    known_hosts: str | None,
+    accept_new_host_keys: bool,
+    timeout: float | None,
+    incident: str | None,
+    severity: str | None,
+    verbose: int,
+    quiet: int,
+) -> int:
+    """Run runbooks NAME... against targets (read-only unless --execute).
+
+    Checks run in definition order and rule hypotheses in or out; actions are
+    only planned unless --execute is given. Writes a Markdown report and a JSON
+    result under the report directory and prints their paths.
+
+    \b
+    Examples:
+      runbook run high-cpu                          this machine
+      runbook run disk-full -H web1,web2 --param path=/var
+      runbook run high-cpu -i hosts.ini -H web      an inventory group, in parallel
+      runbook run high-cpu --execute                run actions, after confirming
+      runbook run disk-full --record incident.yaml  keep every command's output
+      runbook run disk-full --replay incident.yaml  run again from it, in CI
+
+    Exit status: 0 nothing found, 1 a hypothesis ruled in or a check failed,
+    2 interrupted, 3 internal error, 4 usage error, 5 nothing selected.
+    """
+    if dry_run and junit_xml:
+        raise UsageError("--junit-xml holds check results, and a --dry-run runs no check")
+    if len(names) > 1 and any(p not in (None, "-") for p in (report, json_path)):
+        raise UsageError("--report/--json name one file: give them with a single runbook")
+    from runbook.params import parse_assignments
+
+    overrides = parse_assignments(list(params))
+    stdout_is_data = "-" in (report, json_path)
+    config, collection = setup(
+        verbosity=verbose - quiet,
+        stdout_is_data=stdout_is_data,
+        known_hosts=known_hosts,
+        accept_new_host_keys=accept_new_host_keys or None,
+        junit_xml=junit_xml,
+    )
+    runbooks = [lookup(collection, name) for name in dict.fromkeys(names)]
+    if record and replay:
+        raise UsageError("--record and --replay exclude each other")
+    if replay:
+        cassette = _start_replay(config, runbooks, Path(replay), execute or dry_run)
+        chosen = [part.strip() for value in hosts for part in value.split(",") if part.strip()]
+        targets = cassette.targets(chosen)
+        overrides = {**cassette.params, **overrides}
+    else:
+        targets = _targets(config, hosts, inventory)
+    if record:
+        _start_recording(config, runbooks, Path(record), execute or dry_run)
+    settings = {
+        "report": report,
+        "json_path": json_path,
+        "execute": execute,
+        "yes": yes,
+        "timeout": timeout,
+        "forks": forks,
+        "incident": incident,
+        "severity": severity or _incident_severity(config, incident),
+    }
+    if dry_run:
+        return _dry_run(config, collection, runbooks, targets, overrides, keyword, settings)
+    return _run_all(config, collection, runbooks, targets, overrides, keyword, settings)
+
+
+def _cassette_fits(flag: str, runbooks: list[Runbook], changes: bool) -> None:
+    if len(runbooks) > 1:
+        raise UsageError(f"{flag} names one cassette: give it with a single runbook")
+    if changes:
+        raise UsageError(f"{flag} works with read-only runs: drop --execute and --dry-run")
+
+
+def _start_recording(config: Config, runbooks: list[Runbook], path: Path, changes: bool) -> None:
+    """Register the plugin that records every command of the run into ``path``."""
+    from runbook.hosts.cassette import CassetteRecorder
+
+    _cassette_fits("--record", runbooks, changes)
+    check_writable(path, "--record")
+    config.pluginmanager.register(CassetteRecorder(path), "cassette-recorder")
+
+
+def _start_replay(config: Config, runbooks: list[Runbook], path: Path, changes: bool) -> Cassette:
+    """Register the plugin that answers every command from the cassette at ``path``."""
+    from runbook.hosts.cassette import Cassette
+    from runbook.hosts.cassette import CassettePlayer
+
+    _cassette_fits("--replay", runbooks, changes)
+    cassette = Cassette.load(path)
+    if cassette.runbook != runbooks[0].name:
+        raise UsageError(
+            f"cassette {path} was recorded for runbook {cassette.runbook!r}, "
+            f"not {runbooks[0].name!r}"
+        )
+    config.pluginmanager.register(CassettePlayer(path, cassette), "cassette-player")
+    return cassette
+
+
+def _run_all(
+    config: Config,
+    collection: Collection,
+    runbooks: list[Runbook],
+    targets: tuple[Target, ...],
+    overrides: dict[str, str],
+    keyword: str | None,
+    cli_options: dict[str, Any],
+) -> int:
+    from runbook.engine.runner import Run
+
+    stamp = _timestamp()
+    prepared = []
+    for runbook in runbooks:
+        options = _run_options(
+            config, runbook.name, stamp, targets, overrides, keyword, cli_options
+        )
+        run = Run(config, runbook, options, collection.plugin_fixtures)
+        _check_result_files(options)
+        if run.checks:
+            prepared.append(run)
+        else:
+            click.echo(f"runbook {runbook.name}: no check selected", err=True)
+    if not prepared:
+        return ExitCode.NO_CHECKS
+    codes = []
+    for run in prepared:
+        result = run.execute()
+        codes.append(result.exit_code)
+        if result.interrupted:
+            return ExitCode.INTERRUPTED
+    return ExitCode.FINDINGS if ExitCode.FINDINGS in codes else ExitCode.OK
+
+
+def _dry_run(
+    config: Config,
+    collection: Collection,
+    runbooks: list[Runbook],
+    targets: tuple[Target, ...],
+    overrides: dict[str, str],
+    keyword: str | None,
+    cli_options: dict[str, Any],
+) -> int:
+    """Validate and write the plan of each runbook; contact no target, run no check."""
+    from runbook.authoring.lint import lint_runbook
+    from runbook.authoring.plan import build_plan
+    from runbook.authoring.plan import render_text
+    from runbook.authoring.plan import resolve_hosts
+    from runbook.authoring.plan import write_plan
+    from runbook.engine.runner import Run
+
+    hosts = resolve_hosts(config, targets)
+    to_stderr = "-" in (cli_options["report"], cli_options["json_path"])
+    stamp = _timestamp()
+    codes = []
+    for runbook in runbooks:
+        name = f"{runbook.name}-plan"
+        options = _run_options(config, name, stamp, targets, overrides, keyword, cli_options)
+        run = Run(config, runbook, options, collection.plugin_fixtures)
+        _check_result_files(options)
+        findings = lint_runbook(runbook, collection.plugin_fixtures, config.read_only_allow)
+        plan = build_plan(run, hosts, findings, yes=cli_options["yes"])
+        for line in render_text(plan):
+            click.echo(line, err=to_stderr)
+        for label, path in write_plan(plan):
+            click.echo(f"{label}: {path}", err=to_stderr)
+        codes.append(plan.exit_code)
+    if ExitCode.FINDINGS in codes:
+        return ExitCode.FINDINGS
+    return ExitCode.NO_CHECKS if all(c == ExitCode.NO_CHECKS for c in codes) else ExitCode.OK

@@ -1,0 +1,1 @@
+"""The engine: runs a runbook's checks and actions on every target."""

@@ -1,0 +1,312 @@
+"""Run one runbook against its targets: checks, then verdicts, then actions.
+
+The main loop is small on purpose: each target is a ``HostRun`` (several run in
+parallel, ``--forks``), and what the results mean for the terminal, the report
+and the JSON file is left to plugins that implement the hooks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+
+from runbook.engine.hostrun import HostRun
+from runbook.fixtures import FixtureError
+from runbook.fixtures import FixtureManager
+from runbook.hosts.host import Backend
+from runbook.hosts.targets import Target
+from runbook.keywords import compile_keywords
+from runbook.model import ActionItem
+from runbook.model import CheckItem
+from runbook.model import Runbook
+from runbook.outcomes import CollectionError
+from runbook.outcomes import ExitCode
+from runbook.outcomes import UsageError
+from runbook.params import Params
+from runbook.params import resolve_params
+from runbook.results import ActionResult
+from runbook.results import CheckResult
+from runbook.results import HostResult
+from runbook.results import HypothesisResult
+from runbook.results import Mode
+from runbook.results import RunResult
+from runbook.safety.guard import make_policy
+from runbook.safety.redact import Redactor
+from runbook.severity import decide
+from runbook.severity import suggest
+from runbook.steps import CommandRecord
+from runbook.verdicts import judge
+
+#: Targets reached at once unless ``--forks`` says otherwise.
+DEFAULT_FORKS = 16
+
+#: Asked before an action runs in execute mode: returns (go ahead?, reason if not).
+Confirm = Callable[[ActionItem, str, Sequence[HypothesisResult]], tuple[bool, str]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What the ``run_info`` fixture tells checks and actions about this run."""
+
+    runbook: str
+    mode: Mode
+    incident: str | None
+    severity: str | None
+    operator: str
+    started_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How to run: mode, targets, selection, identity and where results go."""
+
+    targets: tuple[Target, ...] = (Target("local", "local"),)
+    forks: int | None = None
+    params: dict[str, str] = dataclasses.field(default_factory=dict)
+    keyword: str | None = None
+    execute: bool = False
+    confirm: Confirm | None = None
+    check_timeout: float | None = None
+    incident: str | None = None
+    severity: str | None = None
+    operator: str | None = None
+    report: str | None = None
+    json: str | None = None
+
+
+def default_operator() -> str:
+    """Return who is running this: ``$RUNBOOK_OPERATOR``, else user@host."""
+    explicit = os.environ.get("RUNBOOK_OPERATOR")
+    if explicit:
+        return explicit
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+class Run:
+    """One runbook run: prepare (may raise usage errors), then execute."""
+
+    def __init__(
+        self,
+        config: Any,
+        runbook: Runbook,
+        options: RunOptions,
+        plugin_fixtures: Sequence[Any] = (),
+    ) -> None:
+        self.config = config
+        self.hook = config.hook
+        self.runbook = runbook
+        self.options = options
+        self.params: Params = resolve_params(runbook.params, options.params, runbook.secrets)
+        self.redactor = Redactor.from_params(self.params, runbook.secrets)
+        self.fixtures = FixtureManager((*runbook.fixtures, *plugin_fixtures))
+        self._validate_fixtures()
+        self.checks = self._select(runbook.checks)
+        self.mode: Mode = "execute" if options.execute else "read-only"
+        self.started_at = time.time()
+        self.info = RunInfo(
+            runbook.name,
+            self.mode,
+            options.incident,
+            options.severity or runbook.severity,
+            options.operator or default_operator(),
+            self.started_at,
+        )
+        self.policy = make_policy(config, self.mode)
+        self.host_runs: list[HostRun] = []
+        self.warnings: list[str] = []
+        #: Set on Ctrl-C: targets stop before their next check or action.
+        self.stopping = False
+
+    def _validate_fixtures(self) -> None:
+        items: tuple[CheckItem | ActionItem, ...] = (*self.runbook.checks, *self.runbook.actions)
+        for item in items:
+            try:
+                self.fixtures.validate(item.argnames)
+            except FixtureError as exc:
+                raise CollectionError(
+                    str(self.runbook.path), item.lineno, f"{item.id}: {exc}"
+                ) from None
+
+    def _select(self, checks: Sequence[CheckItem]) -> tuple[CheckItem, ...]:
+        if not self.options.keyword:
+            return tuple(checks)
+        matches = compile_keywords(self.options.keyword)
+        return tuple(c for c in checks if matches([c.id, *(h.id for h in c.tests)]))
+
+    @property
+    def host_names(self) -> list[str]:
+        """Names of the targets of this run, in the order they were given."""
+        if self.host_runs:  # a backend may name itself (plugin transports)
+            return [host_run.name for host_run in self.host_runs]
+        return [target.name for target in self.options.targets]
+
+    def execute(self) -> RunResult:
+        """Run every target and report; on Ctrl-C or a crash, still report what was found."""
+        self.host_runs = [HostRun(self, self._backend(t)) for t in self.options.targets]
+        self.hook.runbook_run_started(run=self)
+        interrupted = False
+        crash: BaseException | None = None
+        try:
+            crash = self._fan_out()
+        except KeyboardInterrupt:
+            interrupted = True
+            self.stopping = True
+            for host_run in self.host_runs:
+                host_run.cancel()
+            self.warnings.append("interrupted by the operator (Ctrl-C): this report is partial")
+        finally:
+            self.warnings.extend(self.fixtures.finish_all())
+        if crash is not None:  # a crashing plugin must not cost the report
+            self.warnings.append(
+                f"internal error, the run stopped: {type(crash).__name__}: {crash}"
+            )
+        result = self._with_severity(self._result(interrupted, crashed=crash is not None))
+        groups = self.hook.runbook_report_sections(result=result)
+        sections = [(title, self.redactor.text(body)) for g in groups for title, body in g or ()]
+        result = dataclasses.replace(result, sections=tuple(sections))
+        self.hook.runbook_run_finished(result=result)
+        if crash is not None:
+            raise crash
+        return result
+
+    def _fan_out(self) -> BaseException | None:
+        """Run the targets, ``forks`` at a time; return the first crash, if any."""
+        if len(self.host_runs) == 1:
+            try:
+                self.host_runs[0].execute()
+            except Exception as exc:
+                return exc
+            return None
+        slots = threading.BoundedSemaphore(self.options.forks or DEFAULT_FORKS)
+        crashes: list[BaseException] = []
+
+        def work(host_run: HostRun) -> None:
+            with slots:
+                if self.stopping:
+                    return
+                try:
+                    host_run.execute()
+                except Exception as exc:
+                    crashes.append(exc)
+                    self.stopping = True
+
+        threads = [
+            threading.Thread(target=work, args=(h,), name=f"runbook-{h.name}", daemon=True)
+            for h in self.host_runs
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():  # short joins keep Ctrl-C responsive
+                thread.join(0.1)
+        return crashes[0] if crashes else None
+
+    def _with_severity(self, result: RunResult) -> RunResult:
+        """Ask plugins what severity the findings suggest; record who set the final one."""
+        try:
+            suggested = suggest(self.config.pluginmanager, result, self.runbook.path)
+        except Exception as exc:  # a crashing plugin must not cost the report
+            warning = f"runbook_suggest_severity failed: {type(exc).__name__}: {exc}"
+            warnings = (*result.warnings, self.redactor.text(warning))
+            return dataclasses.replace(result, warnings=warnings)
+        final, source = decide(self.options.severity, suggested, self.runbook.severity)
+        return dataclasses.replace(
+            result, severity=final, severity_suggested=suggested, severity_source=source
+        )
+
+    def _backend(self, target: Target) -> Backend:
+        backend: Backend | None = self.hook.runbook_make_host(spec=target.spec, config=self.config)
+        if backend is None:
+            raise UsageError(f"unknown target {target.spec!r}: no backend handles it")
+        if target.name != target.spec:  # named by the inventory or the SSH address
+            backend.name = target.name
+        return backend
+
+    def record_command(self, record: CommandRecord) -> CommandRecord:
+        """Redact a command record as it happens and hand it to the plugins."""
+        record = self.redactor.record(record)
+        self.hook.runbook_command_finished(record=record)
+        return record
+
+    def _result(self, interrupted: bool, crashed: bool = False) -> RunResult:
+        checks = tuple(c for h in self.host_runs for c in list(h.checks))
+        actions = tuple(a for h in self.host_runs for a in list(h.actions))
+        warnings = [*self.warnings, *(w for h in self.host_runs for w in h.warnings)]
+        hosts = tuple(h.result for h in self.host_runs)
+        hypotheses = judge(self.runbook.hypotheses, self.host_names, checks)
+        return RunResult(
+            runbook={
+                "name": self.runbook.name,
+                "title": self.runbook.title,
+                "description": self.runbook.description,
+                "source": self.runbook.source,
+            },
+            mode=self.mode,
+            incident=self.info.incident,
+            severity=self.info.severity,
+            operator=self.info.operator,
+            started_at=self.started_at,
+            finished_at=time.time(),
+            exit_code=int(
+                self._exit_code(interrupted, crashed, hypotheses, checks, actions, hosts)
+            ),
+            hosts=hosts,
+            hypotheses=hypotheses,
+            checks=checks,
+            actions=actions,
+            params=self.params.redacted(),
+            report=self.options.report,
+            json=self.options.json,
+            interrupted=interrupted or crashed,
+            warnings=tuple(self.redactor.text(warning) for warning in warnings),
+            read_only_extensions=self._extensions(),
+        )
+
+    def _extensions(self) -> tuple[str, ...]:
+        """Everything that widened the read-only allowlist, for the report to show."""
+        where = self.config.inifile.name if self.config.inifile else "configuration"
+        items = [f"{where} [read_only] allow: {entry}" for entry in self.config.read_only_allow]
+        items += [
+            f"@check {check.id} allow_commands: {entry}"
+            for check in self.checks
+            for entry in check.spec.allow_commands
+        ]
+        items += [
+            f"plugin {impl.plugin_name} implements runbook_command_policy"
+            for impl in self.hook.runbook_command_policy.get_hookimpls()
+        ]
+        return tuple(items)
+
+    @staticmethod
+    def _exit_code(
+        interrupted: bool,
+        crashed: bool,
+        hypotheses: Sequence[HypothesisResult],
+        checks: Sequence[CheckResult],
+        actions: Sequence[ActionResult],
+        hosts: Sequence[HostResult],
+    ) -> ExitCode:
+        if crashed:
+            return ExitCode.INTERNAL_ERROR
+        if interrupted:
+            return ExitCode.INTERRUPTED
+        bad_outcomes = {"failed", "error", "timeout", "blocked"}
+        if (
+            any(h.status == "ruled_in" for h in hypotheses)
+            or any(r.outcome in bad_outcomes for r in checks)
+            or any(h.status != "ok" for h in hosts)
+            or any(a.status == "failed" for a in actions)
+        ):
+            return ExitCode.FINDINGS
+        return ExitCode.OK

@@ -1,0 +1,1 @@
+"""Targets: the Host interface, its backends (local, cassette) and target lists."""

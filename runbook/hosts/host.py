@@ -1,0 +1,340 @@
+"""The ``Host`` that checks talk to, in front of swappable backends.
+
+``Host`` is the one choke point for commands: it shell-quotes arguments, asks
+the command policy whether a read-only step may run the command, records what
+ran, and delegates the actual execution to a backend (local, SSH, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import time
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Protocol
+from typing import TypeVar
+
+from runbook.outcomes import CommandTimeout as CommandTimeout  # re-exported for backends
+from runbook.outcomes import ReadOnlyViolation
+from runbook.safety.audithooks import framework_call
+from runbook.steps import CommandRecord
+from runbook.steps import Step
+from runbook.steps import current_step
+
+if TYPE_CHECKING:
+    from runbook.plugins import memory
+    from runbook.plugins import network
+    from runbook.plugins import storage
+    from runbook.plugins import system
+
+_T = TypeVar("_T")
+
+#: Default per-command timeout in seconds, when neither the caller nor the check sets one.
+DEFAULT_COMMAND_TIMEOUT = 60.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What a command printed and how it exited."""
+
+    command: str
+    stdout: str
+    stderr: str
+    exit_status: int
+    duration_s: float
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the command exited with status 0."""
+        return self.exit_status == 0
+
+    def check_output(self, where: str = "") -> str:
+        """Return what the command printed; raise ``RuntimeError`` if it exited non-zero.
+
+        ``where`` names the host for the message (see ``describe_failure``).
+        """
+        if not self.succeeded:
+            raise RuntimeError(self.describe_failure(where))
+        return self.stdout
+
+    def describe_failure(self, where: str = "", detail: str = "") -> str:
+        """Say which command failed ``where``, its exit status, last stderr line and ``detail``."""
+        command = self.command if len(self.command) <= 120 else self.command[:117] + "..."
+        message = f"{command!r} failed" + (f" on {where}" if where else "")
+        message += f" (exit status {self.exit_status})"
+        stderr = self.stderr.strip().splitlines()
+        if stderr:
+            message += f": {stderr[-1]}"
+        return f"{message}; {detail}" if detail else message
+
+    def __str__(self) -> str:
+        return self.stdout
+
+
+class Backend(Protocol):
+    """How a host is reached. A backend executes; ``Host`` decides and records."""
+
+    name: str
+    uri: str
+
+    def execute(
+        self,
+        command: str | Sequence[str],
+        timeout: float,
+        on_cancel: Callable[[Callable[[], None]], Callable[[], None]] | None,
+    ) -> tuple[str, str, int]:
+        """Run a shell string or an argv list; return (stdout, stderr, exit status).
+
+        Raise ``CommandTimeout`` when ``timeout`` passes. ``on_cancel`` registers
+        a callback that must stop the command (it returns an unregister function).
+        """
+        ...
+
+    def connect(self) -> None:
+        """Reach the target before the first check; raise ``HostUnavailable`` if it cannot."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and processes."""
+        ...
+
+
+#: Decides whether a read-only step may run a command, given its display form, its
+#: argv (for list commands; None for shell strings) and the running step. Returns
+#: None to allow it, or the ReadOnlyViolation that refuses it.
+CommandPolicy = Callable[[str, "list[str] | None", Step], "ReadOnlyViolation | None"]
+
+_PLACEHOLDER = re.compile(r"%[s%]")
+
+
+def interpolate(command: str, args: Sequence[object]) -> str:
+    """Replace each ``%s`` in ``command`` with the next shell-quoted argument.
+
+    ``%%`` stands for a literal ``%``. Without arguments the command is left as
+    it is, so ``ps -o %cpu`` needs no escaping.
+    """
+    if not args:
+        return command
+    remaining = iter(args)
+    used = 0
+
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal used
+        if match.group() == "%%":
+            return "%"
+        used += 1
+        try:
+            return shlex.quote(str(next(remaining)))
+        except StopIteration:
+            raise TypeError(
+                f"not enough arguments for command {command!r}: it has more %s than arguments"
+            ) from None
+
+    result = _PLACEHOLDER.sub(substitute, command)
+    if used != len(args):
+        raise TypeError(
+            f"command {command!r} has {used} %s placeholder(s) but got {len(args)} argument(s)"
+        )
+    return result
+
+
+class Host:
+    """A target machine: run commands, read files, and use the system helpers."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        policy: CommandPolicy | None = None,
+        command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        on_record: Callable[[CommandRecord], CommandRecord] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.uri = backend.uri
+        self._policy = policy
+        self.command_timeout = command_timeout
+        self._on_record = on_record
+
+    def __repr__(self) -> str:
+        return f"<Host {self.name} {self.uri}>"
+
+    def run(
+        self, command: str | Sequence[object], *args: object, timeout: float | None = None
+    ) -> CommandResult:
+        """Run a command on the host and return its result (a non-zero exit does not raise).
+
+        A string runs through ``sh -c``; each ``%s`` in it is replaced by the next
+        argument, shell-quoted. A list runs without any shell.
+        """
+        if isinstance(command, str):
+            shell_command: str | list[str] = interpolate(command, args)
+            display = str(shell_command)
+        else:
+            if args:
+                raise TypeError("pass the arguments inside the list, not after it")
+            shell_command = [str(part) for part in command]
+            display = shlex.join(shell_command)
+        return self._execute(shell_command, display, timeout)
+
+    def _execute(
+        self, command: str | list[str], display: str, timeout: float | None
+    ) -> CommandResult:
+        step = current_step.get()
+        started = time.time()
+        if step is not None and step.read_only and self._policy is not None:
+            argv = command if isinstance(command, list) else None
+            with framework_call():  # the policy and its plugins are runbook's own code
+                violation = self._policy(display, argv, step)
+            if violation is not None:
+                record = CommandRecord(
+                    self.name, step.id, display, None, 0.0, True, started, violation.reason
+                )
+                self._record(step, record)
+                step.refusals.append(str(violation))  # blocked even if the check catches it
+                raise violation
+        on_cancel = step.on_cancel if step is not None else None
+        clock = time.perf_counter()
+        exit_status: int | None = None
+        try:
+            with framework_call():  # the command was vetted above
+                stdout, stderr, exit_status = self.backend.execute(
+                    command, timeout or self.command_timeout, on_cancel
+                )
+        finally:
+            duration = time.perf_counter() - clock
+            if step is not None:
+                record = CommandRecord(
+                    self.name, step.id, display, exit_status, duration, False, started
+                )
+                self._record(step, record)
+        return CommandResult(display, stdout, stderr, exit_status, duration)
+
+    def _record(self, step: Step, record: CommandRecord) -> None:
+        """Keep a command on its step and tell the run (which redacts and audits it)."""
+        if self._on_record is not None:
+            with framework_call():
+                record = self._on_record(record)
+        step.commands.append(record)
+
+    def exchange(self, kind: str, request: str, perform: Callable[[], _T]) -> _T:
+        """Let a plugin client that reaches the target another way be recorded and replayed.
+
+        ``perform`` does the exchange (say, runs the SQL ``request``) and returns
+        plain data (dicts, lists, strings, numbers). With ``--record`` the data is
+        kept in the cassette; with ``--replay`` it comes from there and
+        ``perform`` is never called. ``kind`` names the protocol (``sql``).
+        """
+        handler = getattr(self.backend, "exchange", None)
+        if handler is None:
+            return perform()
+        result: _T = handler(kind, request, perform)
+        return result
+
+    def read_text(self, path: str) -> str:
+        """Return the contents of a file on the host; raise ``FileNotFoundError`` if absent."""
+        result = self.run(["cat", "--", path])
+        if not result.succeeded:
+            raise FileNotFoundError(result.stderr.strip() or f"cannot read {path} on {self.name}")
+        return result.stdout
+
+    def exists(self, path: str) -> bool:
+        """Return True if ``path`` exists on the host."""
+        return self.run(["test", "-e", path]).succeeded
+
+    def close(self) -> None:
+        """Close the backend's connections."""
+        self.backend.close()
+
+    # System helpers. They live in the ``system``, ``memory``, ``storage`` and
+    # ``network`` plugins (imported on first use, since they build on this module)
+    # and only run ordinary read-only commands, so they work the same locally,
+    # over SSH and against a replayed cassette.
+
+    def cpu_times(self, interval: float = 0.5) -> system.CpuTimes:
+        """Sample /proc/stat over ``interval`` seconds: user, system, iowait, steal, idle %."""
+        from runbook.plugins import system
+
+        return system.cpu_times(self, interval)
+
+    def cpu_percent(self, interval: float = 0.5) -> float:
+        """Return the share of CPU time spent busy over ``interval`` seconds (0-100)."""
+        from runbook.plugins import system
+
+        return float(system.cpu_times(self, interval).busy)
+
+    def cpu_count(self) -> int:
+        """Return the number of online CPUs."""
+        from runbook.plugins import system
+
+        return int(system.cpu_count(self))
+
+    def load_average(self) -> system.LoadAverage:
+        """Return the 1, 5 and 15 minute load averages."""
+        from runbook.plugins import system
+
+        return system.load_average(self)
+
+    def memory(self) -> memory.Memory:
+        """Return memory and swap figures from /proc/meminfo."""
+        from runbook.plugins import memory
+
+        return memory.memory(self)
+
+    def disk_usage(self, path: str = "/") -> storage.DiskUsage:
+        """Return size and use of the filesystem holding ``path``."""
+        from runbook.plugins import storage
+
+        return storage.disk_usage(self, path)
+
+    def inode_usage(self, path: str = "/") -> storage.InodeUsage:
+        """Return how many inodes the filesystem holding ``path`` has and uses."""
+        from runbook.plugins import storage
+
+        return storage.inode_usage(self, path)
+
+    def tcp_connections(self, state: str | None = None) -> list[network.TcpConnection]:
+        """Return the TCP sockets (listeners included), or those in ``state`` (``TIME-WAIT``...)."""
+        from runbook.plugins import network
+
+        return list(network.tcp_connections(self, state))
+
+    def listening_ports(self) -> list[network.ListeningSocket]:
+        """Return the TCP sockets listening for connections, with their accept queues."""
+        from runbook.plugins import network
+
+        return list(network.listening_ports(self))
+
+    def open_files(self, pid: int) -> network.OpenFiles:
+        """Return how many files process ``pid`` has open, where they point, and its limits."""
+        from runbook.plugins import network
+
+        return network.open_files(self, pid)
+
+    def top_processes(self, by: str = "cpu", limit: int = 10) -> list[system.Process]:
+        """Return the processes using the most CPU (sampled now) or memory, largest first."""
+        from runbook.plugins import system
+
+        return list(system.top_processes(self, by=by, limit=limit))
+
+    def process_count(self) -> system.ProcessCount:
+        """Return the number of processes and threads on the host."""
+        from runbook.plugins import system
+
+        return system.process_count(self)
+
+    def uptime(self) -> float:
+        """Return seconds since the host booted."""
+        from runbook.plugins import system
+
+        return float(system.uptime(self))
+
+    def restart_service(self, service: str) -> CommandResult:
+        """Restart a systemd unit (in actions: checks are refused it); raise if it fails."""
+        from runbook.plugins import system
+
+        result: CommandResult = system.restart_service(self, service)
+        return result

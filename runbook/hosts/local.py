@@ -1,0 +1,85 @@
+"""The local backend: runs commands on this machine with subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from runbook.markers import hookimpl
+from runbook.outcomes import CommandTimeout
+
+if TYPE_CHECKING:
+    from runbook.config import Config
+    from runbook.hosts.host import Backend
+
+
+class LocalBackend:
+    """Run commands on the local machine; shell strings go through ``sh -c``."""
+
+    def __init__(self, name: str = "local") -> None:
+        self.name = name
+        self.uri = f"local://{socket.gethostname()}"
+
+    def execute(
+        self,
+        command: str | Sequence[str],
+        timeout: float,
+        on_cancel: Callable[[Callable[[], None]], Callable[[], None]] | None,
+    ) -> tuple[str, str, int]:
+        """Run ``command`` in its own process group, killed as a group on timeout or cancel."""
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            return "", f"{argv[0]}: command not found", 127
+        except PermissionError:
+            return "", f"{argv[0]}: permission denied", 126
+        forget = on_cancel(lambda: _kill_group(process)) if on_cancel else None
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            process.communicate()
+            raise CommandTimeout(f"command timed out after {timeout:g}s") from None
+        finally:
+            if forget is not None:
+                forget()
+            _kill_group(process)  # nothing a command started (`cmd &`) outlives it
+        return (
+            stdout.decode("utf-8", "replace"),
+            stderr.decode("utf-8", "replace"),
+            process.returncode,
+        )
+
+    def connect(self) -> None:
+        """Nothing to reach: the local machine is always there."""
+
+    def close(self) -> None:
+        """Nothing to release for the local machine."""
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    # The command ran in its own session, so its children die with it.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # already gone: nothing to stop
+
+
+@hookimpl(trylast=True)
+def runbook_make_host(spec: str, config: Config) -> Backend | None:
+    """Handle the ``local`` target."""
+    if spec in ("local", "local://"):
+        return LocalBackend()
+    return None

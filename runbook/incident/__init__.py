@@ -1,0 +1,1 @@
+"""Incidents: the store, the recorder plugin, status updates, post-mortems."""

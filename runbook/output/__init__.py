@@ -1,0 +1,1 @@
+"""What a run leaves behind: terminal output, Markdown report, JSON, JUnit XML."""

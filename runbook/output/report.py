@@ -1,0 +1,240 @@
+"""The Markdown incident report, rendered with jinja2 from the JSON result.
+
+Rendering from the JSON shape (not from live objects) means ``runbook report
+RESULT.json`` re-renders exactly what a run would have written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+from tabulate import tabulate
+
+from runbook.files import write_private
+from runbook.markers import hookimpl
+from runbook.output.stepsummary import VARIABLE as STEP_SUMMARY
+from runbook.output.stepsummary import append_step_summary
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from runbook.results import RunResult
+
+STATUS_WORDS = {
+    "ruled_in": "ruled in",
+    "ruled_out": "ruled out",
+    "inconclusive": "inconclusive",
+    "untested": "untested",
+}
+ACTION_WORDS = {
+    "planned": "planned",
+    "not_needed": "not needed",
+    "executed": "executed",
+    "failed": "failed",
+    "declined": "declined",
+}
+SEVERITY_SOURCES = {
+    "operator": "the operator",
+    "runbook": "the runbook, from its findings",
+    "default": "the runbook's default",
+}
+DEFAULT_TEMPLATE = "report.md.j2"
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+
+
+def markdown_table(rows: list[list[Any]], headers: list[str]) -> str:
+    """Render rows as a GitHub-flavoured Markdown table with cells escaped."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    return tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def fence(text: str) -> str:
+    """Wrap text in a code fence longer than any backtick run inside it."""
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    marks = "`" * max(3, longest + 1)
+    return f"{marks}text\n{text}\n{marks}"
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}s"
+
+
+def _context(data: dict[str, Any]) -> dict[str, Any]:
+    """Turn a JSON result into the rows and words the template shows."""
+    several = len(data.get("hosts", [])) > 1
+    checks = data.get("checks", [])
+    hypotheses = data.get("hypotheses", [])
+    actions = data.get("actions", [])
+    runbook = data.get("runbook", {})
+    summary = [
+        ["runbook", f"{runbook.get('name')} ({runbook.get('source', '')})".strip()],
+        ["incident", data.get("incident") or "none"],
+        ["severity", _severity(data)],
+        ["mode", data.get("mode")],
+        ["operator", data.get("operator")],
+        ["targets", ", ".join(f"{h['name']} ({h['status']})" for h in data.get("hosts", []))],
+        ["started", data.get("started_at")],
+        ["finished", data.get("finished_at")],
+        ["duration", _seconds(data.get("duration_s"))],
+        ["exit status", data.get("exit_code")],
+    ]
+    if data.get("params"):
+        params = ", ".join(f"{k}={v}" for k, v in data["params"].items())
+        summary.append(["parameters", params])
+    return {
+        "runbook": runbook,
+        "interrupted": data.get("interrupted", False),
+        "summary": summary,
+        "symptoms": [
+            [c["id"], c["host"], c["outcome"], c["message"] or "-"]
+            for c in checks
+            if not c.get("tests")
+        ],
+        "hypotheses": [
+            [
+                f"**{h['id']}**: {h['statement']}",
+                STATUS_WORDS.get(h["status"], h["status"]),
+                _hosts(h, several),
+                "; ".join(h.get("evidence", [])) or "-",
+            ]
+            for h in hypotheses
+        ],
+        "checks": [
+            [c["id"], c["host"], c["outcome"], _seconds(c.get("duration_s")), c["message"] or ""]
+            for c in checks
+        ],
+        "actions": [
+            [a["id"], a["host"], ACTION_WORDS.get(a["status"], a["status"]), a["message"]]
+            for a in actions
+        ],
+        "timeline": _timeline(data),
+        "evidence": [
+            {"check": c["id"], "host": c["host"], **item}
+            for c in (*checks, *actions)
+            for item in c.get("evidence", [])
+        ],
+        "commands": [
+            [
+                c.get("started_at", ""),
+                c["host"],
+                c["check"],
+                f"`{c['command']}`",
+                "" if c["exit_status"] is None else c["exit_status"],
+                _seconds(c.get("duration_s")),
+                "yes: " + (c.get("reason") or "") if c["blocked"] else "",
+            ]
+            for c in data.get("commands", [])
+        ],
+        "sections": data.get("sections", []),
+        "extensions": data.get("read_only_extensions", []),
+        "warnings": data.get("warnings", []),
+        "ruled_in": [h["id"] for h in hypotheses if h["status"] == "ruled_in"],
+        "planned": [a["id"] for a in actions if a["status"] == "planned"],
+    }
+
+
+def _severity(data: dict[str, Any]) -> str:
+    """The severity, who set it, and what the findings suggested if that differs."""
+    severity, source = data.get("severity"), data.get("severity_source")
+    suggested = data.get("severity_suggested")
+    text = severity or "not set"
+    if severity and source:
+        text += f" (set by {SEVERITY_SOURCES.get(source, source)})"
+    if suggested and suggested != severity:
+        text += f"; the findings suggest {suggested}"
+    return text
+
+
+def _hosts(hypothesis: dict[str, Any], several: bool) -> str:
+    hosts = hypothesis.get("hosts", {})
+    if not several:
+        return ", ".join(hosts)
+    ruled_in = [name for name, status in hosts.items() if status == "ruled_in"]
+    if ruled_in:
+        return "ruled in on " + ", ".join(ruled_in)
+    return ", ".join(f"{name}: {STATUS_WORDS.get(s, s)}" for name, s in hosts.items())
+
+
+def _timeline(data: dict[str, Any]) -> list[list[str]]:
+    events = [[data.get("started_at", ""), f"run started ({data.get('mode')})"]]
+    for check in data.get("checks", []):
+        verdict = f", {check['verdict'].replace('_', ' ')}" if check.get("verdict") else ""
+        tests = f" [{', '.join(check['tests'])}]" if check.get("tests") else " [symptom]"
+        events.append(
+            [
+                check.get("started_at", ""),
+                f"check {check['id']} on {check['host']}{tests}: {check['outcome']}{verdict}",
+            ]
+        )
+    for action in data.get("actions", []):
+        status = ACTION_WORDS.get(action["status"], action["status"])
+        events.append(
+            [action.get("started_at", ""), f"action {action['id']} on {action['host']}: {status}"]
+        )
+    ending = "run interrupted" if data.get("interrupted") else "run finished"
+    events.append([data.get("finished_at", ""), f"{ending} (exit status {data.get('exit_code')})"])
+    return events
+
+
+def load_template(custom: Path | None, default: str) -> jinja2.Template:
+    """Return the template ``custom`` (a file), or the built-in one named ``default``.
+
+    Every template renders Markdown or plain text (no HTML escaping), fails on an
+    undefined name, and has the ``table`` and ``fence`` filters.
+    """
+    import jinja2  # imported here: keeps `runbook --help` fast
+
+    if custom is not None:
+        loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(custom.parent))
+        name = custom.name
+    else:
+        loader = jinja2.PackageLoader("runbook", "templates")
+        name = default
+    environment = jinja2.Environment(
+        loader=loader,
+        autoescape=False,  # Markdown, not HTML
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters["table"] = markdown_table
+    environment.filters["fence"] = fence
+    return environment.get_template(name)
+
+
+def render_markdown(data: dict[str, Any], template: Path | None = None) -> str:
+    """Render the Markdown report for a JSON result, with an optional custom template."""
+    return load_template(template, DEFAULT_TEMPLATE).render(result=data, **_context(data))
+
+
+@hookimpl
+def runbook_run_finished(result: RunResult) -> None:
+    """Write the Markdown report where the run says (``-`` for standard output).
+
+    With ``$GITHUB_STEP_SUMMARY`` set, the report is appended to that file too.
+    """
+    summary = os.environ.get(STEP_SUMMARY)
+    if result.report is None and not summary:
+        return
+    text = render_markdown(result.to_dict())
+    if summary:
+        append_step_summary(text)
+    if result.report is None:
+        return
+    if result.report == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_private(Path(result.report), text)

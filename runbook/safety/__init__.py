@@ -1,0 +1,1 @@
+"""Read-only enforcement: command policy, in-process guard, audit log, redaction."""

@@ -1,0 +1,1 @@
+"""The SSH backend (paramiko): configuration, connection, host keys, channels."""
