@@ -1,48 +1,19 @@
-"""Configuration (``runbook.toml`` or ``[tool.runbook]``) and the plugin manager."""
+"""Configuration: ``runbook.toml`` or ``[tool.runbook]``, and the command line's options.
+
+The plugin manager that a ``Config`` carries is built by ``runbook.pluginmanager``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pluggy
 
-from runbook import hookspecs
-from runbook.importing import import_file
-from runbook.outcomes import CollectionError
 from runbook.outcomes import UsageError
-
-#: Plugins that cannot be disabled: without them runbook would not be safe or would not run.
-ESSENTIAL_PLUGINS = (
-    "runbook.safety.guard",
-    "runbook.hosts.local",
-    "runbook.ssh.backend",
-    "runbook.collect",
-    "runbook.safety.audit",
-)
-
-#: Plugins registered by default: reporters and the built-in check libraries.
-DEFAULT_PLUGINS = (
-    "runbook.output.terminal",
-    "runbook.output.report",
-    "runbook.output.jsonresult",
-    "runbook.output.junitxml",
-    "runbook.incident.recorder",
-    "runbook.incident.notify",
-    "runbook.plugins.system",
-    "runbook.plugins.memory",
-    "runbook.plugins.storage",
-    "runbook.plugins.network",
-    "runbook.plugins.http",
-    "runbook.plugins.postgres",
-    "runbook.plugins.logs",
-)
 
 CONFIG_FILES = ("runbook.toml", "pyproject.toml")
 
@@ -87,7 +58,7 @@ class Config:
         """Local folders to collect runbooks from, closest first."""
         paths = [Path(p) for p in os.environ.get("RUNBOOK_PATH", "").split(os.pathsep) if p]
         paths.append(Path.cwd() / "runbooks")
-        paths += [self.path(p) for p in _strings(self.values.get("paths", []), "paths")]
+        paths += [self.path(p) for p in strings(self.values.get("paths", []), "paths")]
         return paths
 
     @property
@@ -99,7 +70,7 @@ class Config:
     def read_only_allow(self) -> tuple[str, ...]:
         """Commands the configuration adds to the read-only allowlist."""
         section = self.values.get("read_only", {})
-        return tuple(_strings(section.get("allow", []), "read_only.allow"))
+        return tuple(strings(section.get("allow", []), "read_only.allow"))
 
 
 def find_config(start: Path) -> tuple[Path, Path | None, dict[str, Any]]:
@@ -124,44 +95,10 @@ def find_config(start: Path) -> tuple[Path, Path | None, dict[str, Any]]:
     return start, None, {}
 
 
-def _strings(value: Any, key: str) -> list[str]:
+def strings(value: Any, key: str) -> list[str]:
+    """Return a configuration value that must be a string or a list of strings."""
     if isinstance(value, str):
         return [value]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise UsageError(f"configuration key {key!r} must be a list of strings")
     return value
-
-
-def make_pluginmanager() -> pluggy.PluginManager:
-    """Create the plugin manager with the hook specifications and built-in plugins."""
-    pm = pluggy.PluginManager("runbook")
-    pm.add_hookspecs(hookspecs)
-    for name in (*ESSENTIAL_PLUGINS, *DEFAULT_PLUGINS):
-        pm.register(importlib.import_module(name), name)
-    return pm
-
-
-def load_config(options: Mapping[str, Any] | None = None, start: Path | None = None) -> Config:
-    """Load the configuration from ``start`` (default: the working directory)."""
-    rootdir, inifile, values = find_config((start or Path.cwd()).resolve())
-    config = Config(rootdir, inifile, values, make_pluginmanager(), dict(options or {}))
-    for name in _strings(values.get("plugins", []), "plugins"):
-        if config.pluginmanager.has_plugin(name):
-            continue  # a built-in plugin named again: it is already there
-        config.pluginmanager.register(_load_plugin(config, name), name)
-    return config
-
-
-def _load_plugin(config: Config, name: str) -> ModuleType:
-    """Import a plugin named in the configuration: a module name or a ``.py`` path."""
-    if name.endswith(".py"):
-        try:
-            return import_file(config.path(name))
-        except CollectionError as exc:
-            raise UsageError(f"cannot load plugin {name!r} from configuration: {exc}") from None
-    try:
-        return importlib.import_module(name)
-    except Exception as exc:
-        raise UsageError(
-            f"cannot load plugin {name!r} from configuration: {type(exc).__name__}: {exc}"
-        ) from None

@@ -22,12 +22,12 @@ from runbook.markers import hookspec
 
 if TYPE_CHECKING:
     from runbook.config import Config
-    from runbook.engine.runner import Run
     from runbook.hosts.host import Backend
     from runbook.incident.statusupdate import Delivery
     from runbook.incident.statusupdate import StatusUpdate
     from runbook.model import ActionItem
     from runbook.model import CheckItem
+    from runbook.records import RunStart
     from runbook.results import ActionResult
     from runbook.results import CheckResult
     from runbook.results import HostResult
@@ -76,11 +76,12 @@ def runbook_command_policy(command: str, mode: str, step: Step) -> str | None:
 
 
 @hookspec
-def runbook_run_started(run: Run) -> None:
+def runbook_run_started(run: RunStart) -> None:
     """Called when a runbook starts running, before any target is contacted.
 
-    ``run.runbook`` is the runbook, ``run.checks`` the selected checks,
-    ``run.options.hosts`` the targets and ``run.mode`` the mode.
+    ``run`` is a frozen ``RunStart``: ``run.runbook`` is the runbook, ``run.checks``
+    the selected checks, ``run.targets`` and ``run.hosts`` the targets and their
+    names, ``run.mode`` the mode and ``run.info`` who runs it, when, for which incident.
     """
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def setup(**options: Any) -> tuple[Config, Collection]:
     from runbook.collect import collect
-    from runbook.config import load_config
+    from runbook.pluginmanager import load_config
 
     config = load_config(options)
     collection = collect(config)

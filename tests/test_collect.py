@@ -10,9 +10,9 @@ import pytest
 from runbook.collect import broken_runbook_names
 from runbook.collect import collect
 from runbook.collect import library_dir
-from runbook.config import load_config
+from runbook.pluginmanager import load_config
 from runbook.engine.runner import Run
-from runbook.engine.runner import RunOptions
+from runbook.records import RunOptions
 from runbook.outcomes import CollectionError
 from runbook.outcomes import UsageError
 
@@ -474,7 +474,7 @@ def test_a_misspelled_hook_in_a_runbook_folder_fails_collection(here):
 
 def test_secrets_must_name_known_parameters(project):
     from runbook.collect import collect
-    from runbook.config import load_config
+    from runbook.pluginmanager import load_config
 
     project.runbook(
         "declares",

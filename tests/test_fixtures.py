@@ -7,9 +7,9 @@ import textwrap
 import pytest
 
 from runbook.collect import collect
-from runbook.config import load_config
+from runbook.pluginmanager import load_config
 from runbook.engine.runner import Run
-from runbook.engine.runner import RunOptions
+from runbook.records import RunOptions
 from runbook.fixtures import FixtureError
 from runbook.fixtures import FixtureManager
 from runbook.fixtures import argnames

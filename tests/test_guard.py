@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from runbook.config import load_config
+from runbook.pluginmanager import load_config
 from runbook.hosts.host import Host
 from runbook.hosts.local import LocalBackend
 from runbook.outcomes import ReadOnlyViolation

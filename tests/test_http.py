@@ -31,7 +31,7 @@ from runbook.plugins.http import parse_openssl_date
 from runbook.plugins.http import parse_openssl_x509
 from sshd import unavailable
 
-from runbook.config import load_config
+from runbook.pluginmanager import load_config
 from runbook.hosts.host import Host
 from runbook.hosts.local import LocalBackend
 from runbook.safety.guard import make_policy

@@ -15,7 +15,7 @@ import pytest
 from runbook.authoring.runbookdoc import markdown_page
 from runbook.collect import collect
 from runbook.collect import library_dir
-from runbook.config import load_config
+from runbook.pluginmanager import load_config
 
 LIBRARY = Path(__file__).resolve().parent.parent / "docs" / "library"
 REGENERATE = os.environ.get("RUNBOOK_REGENERATE_DOCS") == "1"

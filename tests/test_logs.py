@@ -25,7 +25,7 @@ from runbook.plugins.logs import parse_date
 from runbook.plugins.logs import parse_error_counts
 from runbook.plugins.logs import parse_log_timestamp
 
-from runbook.config import load_config
+from runbook.pluginmanager import load_config
 from runbook.hosts.host import Host
 from runbook.hosts.local import LocalBackend
 from runbook.safety.guard import check_command

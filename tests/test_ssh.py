@@ -20,7 +20,7 @@ from sshd import require_paramiko
 from sshd import write_known_hosts
 from sshd import write_ssh_config
 
-from runbook.config import load_config
+from runbook.pluginmanager import load_config
 from runbook.hosts.host import Host
 from runbook.outcomes import CommandTimeout
 from runbook.outcomes import HostUnavailable

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from runbook.hosts.inventory import load_inventory
-from runbook.hosts.targets import Target
+from runbook.records import Target
 from runbook.hosts.targets import parse_targets
 from runbook.outcomes import UsageError
 

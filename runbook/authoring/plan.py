@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
-from runbook.engine.hostrun import DEFAULT_CHECK_TIMEOUT
+from runbook.engine.runner import make_backend
 from runbook.files import write_private
+from runbook.hosts.host import host_name
 from runbook.outcomes import ExitCode
-from runbook.outcomes import UsageError
 from runbook.output.report import markdown_table
 from runbook.output.stepsummary import append_step_summary
 
@@ -27,9 +27,10 @@ if TYPE_CHECKING:
     from runbook.authoring.lint import Finding
     from runbook.config import Config
     from runbook.engine.runner import Run
-    from runbook.hosts.targets import Target
     from runbook.model import ActionItem
     from runbook.model import CheckItem
+    from runbook.records import RunOptions
+    from runbook.records import Target
 
 SCHEMA = "runbook.plan/1"
 
@@ -104,10 +105,8 @@ def resolve_hosts(config: Config, targets: Sequence[Target]) -> tuple[PlannedHos
     """Find the backend of every target, as a run would, without connecting to any."""
     hosts = []
     for target in targets:
-        backend = config.hook.runbook_make_host(spec=target.spec, config=config)
-        if backend is None:
-            raise UsageError(f"unknown target {target.spec!r}: no backend handles it")
-        hosts.append(PlannedHost(target.name, backend.uri))
+        backend = make_backend(config, target)
+        hosts.append(PlannedHost(host_name(target, backend), backend.uri))
         backend.close()  # never connected: this releases nothing on the target
     return tuple(hosts)
 
@@ -118,7 +117,6 @@ def build_plan(
     """Describe what ``run`` (prepared, not executed) would do on ``hosts``."""
     runbook = run.runbook
     selected = {item.id for item in run.checks}
-    timeout = run.options.check_timeout or DEFAULT_CHECK_TIMEOUT
     return Plan(
         runbook={
             "name": runbook.name,
@@ -128,7 +126,7 @@ def build_plan(
         },
         mode=run.mode,
         hosts=tuple(hosts),
-        checks=tuple(_check(item, timeout) for item in run.checks),
+        checks=tuple(_check(item, run.options) for item in run.checks),
         deselected=tuple(c.id for c in runbook.checks if c.id not in selected),
         actions=tuple(_action(item, run.mode, yes) for item in runbook.actions),
         hypotheses=tuple(
@@ -139,19 +137,19 @@ def build_plan(
             }
             for h in runbook.hypotheses
         ),
-        params=run.params.redacted(),
+        params=run.context.params.redacted(),
         findings=tuple(findings),
         report=run.options.report,
         json=run.options.json,
     )
 
 
-def _check(item: CheckItem, timeout: float) -> dict[str, Any]:
+def _check(item: CheckItem, options: RunOptions) -> dict[str, Any]:
     return {
         "id": item.id,
         "tests": [h.id for h in item.tests],
         "needs": item.spec.needs.id if item.spec.needs else None,
-        "timeout_s": item.spec.timeout or timeout,
+        "timeout_s": options.timeout_for(item.spec.timeout),
         "summary": item.doc.splitlines()[0] if item.doc else "",
     }
 

@@ -25,8 +25,8 @@ DEFAULT_STATES = {
 
 
 def _store() -> IncidentStore:
-    from runbook.config import load_config
     from runbook.incident.store import IncidentStore
+    from runbook.pluginmanager import load_config
 
     return IncidentStore.from_config(load_config())
 

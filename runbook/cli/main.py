@@ -288,7 +288,7 @@ def audit() -> None:
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 def audit_verify(path: str | None) -> int:
     """Check the hash chain of the audit log (default: the configured one); exit 1 if broken."""
-    from runbook.config import load_config
+    from runbook.pluginmanager import load_config
     from runbook.safety.audit import default_audit_path
     from runbook.safety.audit import verify
 

@@ -21,11 +21,11 @@ from runbook.session import setup
 if TYPE_CHECKING:
     from runbook.collect import Collection
     from runbook.config import Config
-    from runbook.engine.runner import RunOptions
     from runbook.hosts.cassette import Cassette
-    from runbook.hosts.targets import Target
     from runbook.model import ActionItem
     from runbook.model import Runbook
+    from runbook.records import RunOptions
+    from runbook.records import Target
     from runbook.results import HypothesisResult
 
 
@@ -80,7 +80,7 @@ def _run_options(
     cli_options: dict[str, Any],
 ) -> RunOptions:
     """The options of one run (or plan) named ``name``, with its result files."""
-    from runbook.engine.runner import RunOptions
+    from runbook.records import RunOptions
 
     default = config.report_dir / f"{stamp}-{name}"
     report, json_path = cli_options["report"], cli_options["json_path"]

@@ -20,8 +20,10 @@ from runbook.engine.worker import Worker
 from runbook.fixtures import ScopeName
 from runbook.hosts.host import Backend
 from runbook.hosts.host import Host
+from runbook.hosts.host import host_name
 from runbook.model import ActionItem
 from runbook.model import CheckItem
+from runbook.model import Runbook
 from runbook.outcomes import HostUnavailable
 from runbook.results import ActionResult
 from runbook.results import ActionStatus
@@ -35,10 +37,14 @@ from runbook.verdicts import judge
 from runbook.verdicts import status_on_host
 
 if TYPE_CHECKING:
-    from runbook.engine.runner import Run
-
-#: Default time a check may take before it is abandoned as ``timeout``.
-DEFAULT_CHECK_TIMEOUT = 60.0
+    from runbook.fixtures import FixtureManager
+    from runbook.hosts.host import CommandPolicy
+    from runbook.params import Params
+    from runbook.records import RunInfo
+    from runbook.records import RunOptions
+    from runbook.records import Target
+    from runbook.safety.redact import Redactor
+    from runbook.steps import CommandRecord
 
 #: One operator, one prompt at a time, whatever the number of targets.
 _confirm_lock = threading.Lock()
@@ -62,13 +68,40 @@ class Findings:
         return self.statuses[str(hypothesis)]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunContext:
+    """What every target of one run shares: set once by the runner, read by each ``HostRun``.
+
+    ``stop`` is set on Ctrl-C or a crash: targets stop before their next check
+    or action.
+    """
+
+    runbook: Runbook
+    checks: tuple[CheckItem, ...]
+    info: RunInfo
+    params: Params
+    options: RunOptions
+    fixtures: FixtureManager
+    redactor: Redactor
+    hook: Any
+    policy: CommandPolicy
+    stop: threading.Event
+
+    def record_command(self, record: CommandRecord) -> CommandRecord:
+        """Redact a command record as it happens and hand it to the plugins."""
+        record = self.redactor.record(record)
+        self.hook.runbook_command_finished(record=record)
+        return record
+
+
 class HostRun:
     """The checks and actions of one run on one target."""
 
-    def __init__(self, run: Run, backend: Backend) -> None:
+    def __init__(self, run: RunContext, backend: Backend, target: Target) -> None:
         self.run = run
         self.backend = backend
-        self.host = Host(backend, policy=run.policy, on_record=run.record_command)
+        name = host_name(target, backend)
+        self.host = Host(backend, name=name, policy=run.policy, on_record=run.record_command)
         self.checks: list[CheckResult] = []
         self.actions: list[ActionResult] = []
         self.warnings: list[str] = []
@@ -85,9 +118,7 @@ class HostRun:
     def execute(self) -> HostResult:
         """Reach the target, then run every selected check and every action on it."""
         try:
-            connect = getattr(self.backend, "connect", None)
-            if connect is not None:
-                connect()
+            self.host.connect()
         except HostUnavailable as exc:
             self.result = HostResult(self.name, self.host.uri, exc.status, exc.message)  # type: ignore[arg-type]
             self.run.hook.runbook_host_finished(result=self.result)
@@ -96,7 +127,7 @@ class HostRun:
         try:
             self._run_checks()
             for action in self.run.runbook.actions:
-                if self.run.stopping:
+                if self.run.stop.is_set():
                     return self.result
                 self.actions.append(self._run_action(action))
         finally:
@@ -126,14 +157,14 @@ class HostRun:
         """Run the selected checks in order on lanes; a check that overruns ends its lane."""
         items = self.run.checks
         position = 0
-        while position < len(items) and not self.run.stopping:
+        while position < len(items) and not self.run.stop.is_set():
             pending: list[tuple[int, float, float]] = []  # index, start time, clock of the check
 
             def body(
                 lane: Lane, start: int = position, pending: list[tuple[int, float, float]] = pending
             ) -> None:
                 for index in range(start, len(items)):
-                    if self.run.stopping:
+                    if self.run.stop.is_set():
                         return
                     pending[:] = [(index, time.time(), time.perf_counter())]
                     self.checks.append(self._run_check(items[index], lane))
@@ -193,7 +224,7 @@ class HostRun:
         return self._check_result(item, step, error, started, clock, finished)
 
     def _timeout(self, item: CheckItem) -> float:
-        return item.spec.timeout or self.run.options.check_timeout or DEFAULT_CHECK_TIMEOUT
+        return self.run.options.timeout_for(item.spec.timeout)
 
     def _check_result(
         self,
@@ -294,7 +325,7 @@ class HostRun:
         if not ruled_in:
             reason = "no hypothesis it mitigates was ruled in"
             result = ActionResult(item.id, self.name, mitigates, "not_needed", reason, now)
-        elif self.run.mode != "execute":
+        elif self.run.info.mode != "execute":
             reason = (
                 f"read-only mode: would run because {', '.join(ruled_in)} was ruled in; "
                 "pass --execute to run it"
@@ -324,7 +355,7 @@ class HostRun:
         step = Step(item.id, "action", self.name, read_only=False)
         self.run.hook.runbook_action_started(action=item, host=self.name)
         clock = time.perf_counter()
-        timeout = self.run.options.check_timeout or DEFAULT_CHECK_TIMEOUT
+        timeout = self.run.options.timeout_for()
         finished, error = self._wait(Job(lambda: self._invoke(item, step), step), timeout)
         status: ActionStatus
         if not finished:

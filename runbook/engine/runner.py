@@ -2,7 +2,8 @@
 
 The main loop is small on purpose: each target is a ``HostRun`` (several run in
 parallel, ``--forks``), and what the results mean for the terminal, the report
-and the JSON file is left to plugins that implement the hooks.
+and the JSON file is left to plugins that implement the hooks. Plugins see the
+run through frozen records (``RunStart``, results), never through this class.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
 
+from runbook.config import Config
 from runbook.engine.hostrun import HostRun
+from runbook.engine.hostrun import RunContext
 from runbook.fixtures import FixtureError
 from runbook.fixtures import FixtureManager
 from runbook.hosts.host import Backend
-from runbook.hosts.targets import Target
 from runbook.keywords import compile_keywords
 from runbook.model import ActionItem
 from runbook.model import CheckItem
@@ -29,8 +30,11 @@ from runbook.model import Runbook
 from runbook.outcomes import CollectionError
 from runbook.outcomes import ExitCode
 from runbook.outcomes import UsageError
-from runbook.params import Params
 from runbook.params import resolve_params
+from runbook.records import RunInfo
+from runbook.records import RunOptions
+from runbook.records import RunStart
+from runbook.records import Target
 from runbook.results import ActionResult
 from runbook.results import CheckResult
 from runbook.results import HostResult
@@ -41,44 +45,10 @@ from runbook.safety.guard import make_policy
 from runbook.safety.redact import Redactor
 from runbook.severity import decide
 from runbook.severity import suggest
-from runbook.steps import CommandRecord
 from runbook.verdicts import judge
 
 #: Targets reached at once unless ``--forks`` says otherwise.
 DEFAULT_FORKS = 16
-
-#: Asked before an action runs in execute mode: returns (go ahead?, reason if not).
-Confirm = Callable[[ActionItem, str, Sequence[HypothesisResult]], tuple[bool, str]]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RunInfo:
-    """What the ``run_info`` fixture tells checks and actions about this run."""
-
-    runbook: str
-    mode: Mode
-    incident: str | None
-    severity: str | None
-    operator: str
-    started_at: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RunOptions:
-    """How to run: mode, targets, selection, identity and where results go."""
-
-    targets: tuple[Target, ...] = (Target("local", "local"),)
-    forks: int | None = None
-    params: dict[str, str] = dataclasses.field(default_factory=dict)
-    keyword: str | None = None
-    execute: bool = False
-    confirm: Confirm | None = None
-    check_timeout: float | None = None
-    incident: str | None = None
-    severity: str | None = None
-    operator: str | None = None
-    report: str | None = None
-    json: str | None = None
 
 
 def default_operator() -> str:
@@ -93,46 +63,70 @@ def default_operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def make_backend(config: Config, target: Target) -> Backend:
+    """Ask the plugins for the backend of ``target``; a spec no plugin handles is a usage error."""
+    backend: Backend | None = config.hook.runbook_make_host(spec=target.spec, config=config)
+    if backend is None:
+        raise UsageError(f"unknown target {target.spec!r}: no backend handles it")
+    return backend
+
+
 class Run:
     """One runbook run: prepare (may raise usage errors), then execute."""
 
     def __init__(
         self,
-        config: Any,
+        config: Config,
         runbook: Runbook,
         options: RunOptions,
         plugin_fixtures: Sequence[Any] = (),
     ) -> None:
         self.config = config
-        self.hook = config.hook
         self.runbook = runbook
         self.options = options
-        self.params: Params = resolve_params(runbook.params, options.params, runbook.secrets)
-        self.redactor = Redactor.from_params(self.params, runbook.secrets)
-        self.fixtures = FixtureManager((*runbook.fixtures, *plugin_fixtures))
-        self._validate_fixtures()
-        self.checks = self._select(runbook.checks)
-        self.mode: Mode = "execute" if options.execute else "read-only"
-        self.started_at = time.time()
-        self.info = RunInfo(
+        params = resolve_params(runbook.params, dict(options.params), runbook.secrets)
+        self.redactor = Redactor.from_params(params, runbook.secrets)
+        fixtures = FixtureManager((*runbook.fixtures, *plugin_fixtures))
+        self._validate_fixtures(fixtures)
+        mode: Mode = "execute" if options.execute else "read-only"
+        info = RunInfo(
             runbook.name,
-            self.mode,
+            mode,
             options.incident,
             options.severity or runbook.severity,
             options.operator or default_operator(),
-            self.started_at,
+            time.time(),
         )
-        self.policy = make_policy(config, self.mode)
+        self.context = RunContext(
+            runbook=runbook,
+            checks=self._select(runbook.checks),
+            info=info,
+            params=params,
+            options=options,
+            fixtures=fixtures,
+            redactor=self.redactor,
+            hook=config.hook,
+            policy=make_policy(config, mode),
+            stop=threading.Event(),
+        )
         self.host_runs: list[HostRun] = []
         self.warnings: list[str] = []
-        #: Set on Ctrl-C: targets stop before their next check or action.
-        self.stopping = False
 
-    def _validate_fixtures(self) -> None:
+    @property
+    def checks(self) -> tuple[CheckItem, ...]:
+        """The checks selected to run (``-k``), in definition order."""
+        return self.context.checks
+
+    @property
+    def mode(self) -> Mode:
+        """``read-only`` or ``execute``."""
+        return self.context.info.mode
+
+    def _validate_fixtures(self, fixtures: FixtureManager) -> None:
         items: tuple[CheckItem | ActionItem, ...] = (*self.runbook.checks, *self.runbook.actions)
         for item in items:
             try:
-                self.fixtures.validate(item.argnames)
+                fixtures.validate(item.argnames)
             except FixtureError as exc:
                 raise CollectionError(
                     str(self.runbook.path), item.lineno, f"{item.id}: {exc}"
@@ -151,31 +145,59 @@ class Run:
             return [host_run.name for host_run in self.host_runs]
         return [target.name for target in self.options.targets]
 
+    def start_record(self) -> RunStart:
+        """The frozen record ``runbook_run_started`` hands to plugins."""
+        params = self.context.params
+        overrides = {
+            key: "***" if params.is_secret(key) else value
+            for key, value in self.options.params.items()
+        }
+        return RunStart(
+            runbook=self.runbook,
+            checks=self.checks,
+            targets=self.options.targets,
+            hosts=tuple(self.host_names),
+            info=self.context.info,
+            overrides=overrides,
+            severity_by_operator=self.options.severity,
+            redact=self.redactor.text,
+            warn=self.warn,
+        )
+
+    def warn(self, warning: str) -> None:
+        """Add a warning to the run's result, once."""
+        if warning not in self.warnings:
+            self.warnings.append(warning)
+
     def execute(self) -> RunResult:
         """Run every target and report; on Ctrl-C or a crash, still report what was found."""
-        self.host_runs = [HostRun(self, self._backend(t)) for t in self.options.targets]
-        self.hook.runbook_run_started(run=self)
+        backends = [make_backend(self.config, target) for target in self.options.targets]
+        self.host_runs = [
+            HostRun(self.context, backend, target)
+            for target, backend in zip(self.options.targets, backends, strict=True)
+        ]
+        self.config.hook.runbook_run_started(run=self.start_record())
         interrupted = False
         crash: BaseException | None = None
         try:
             crash = self._fan_out()
         except KeyboardInterrupt:
             interrupted = True
-            self.stopping = True
+            self.context.stop.set()
             for host_run in self.host_runs:
                 host_run.cancel()
             self.warnings.append("interrupted by the operator (Ctrl-C): this report is partial")
         finally:
-            self.warnings.extend(self.fixtures.finish_all())
+            self.warnings.extend(self.context.fixtures.finish_all())
         if crash is not None:  # a crashing plugin must not cost the report
             self.warnings.append(
                 f"internal error, the run stopped: {type(crash).__name__}: {crash}"
             )
         result = self._with_severity(self._result(interrupted, crashed=crash is not None))
-        groups = self.hook.runbook_report_sections(result=result)
+        groups = self.config.hook.runbook_report_sections(result=result)
         sections = [(title, self.redactor.text(body)) for g in groups for title, body in g or ()]
         result = dataclasses.replace(result, sections=tuple(sections))
-        self.hook.runbook_run_finished(result=result)
+        self.config.hook.runbook_run_finished(result=result)
         if crash is not None:
             raise crash
         return result
@@ -190,16 +212,17 @@ class Run:
             return None
         slots = threading.BoundedSemaphore(self.options.forks or DEFAULT_FORKS)
         crashes: list[BaseException] = []
+        stop = self.context.stop
 
         def work(host_run: HostRun) -> None:
             with slots:
-                if self.stopping:
+                if stop.is_set():
                     return
                 try:
                     host_run.execute()
                 except Exception as exc:
                     crashes.append(exc)
-                    self.stopping = True
+                    stop.set()
 
         threads = [
             threading.Thread(target=work, args=(h,), name=f"runbook-{h.name}", daemon=True)
@@ -225,26 +248,13 @@ class Run:
             result, severity=final, severity_suggested=suggested, severity_source=source
         )
 
-    def _backend(self, target: Target) -> Backend:
-        backend: Backend | None = self.hook.runbook_make_host(spec=target.spec, config=self.config)
-        if backend is None:
-            raise UsageError(f"unknown target {target.spec!r}: no backend handles it")
-        if target.name != target.spec:  # named by the inventory or the SSH address
-            backend.name = target.name
-        return backend
-
-    def record_command(self, record: CommandRecord) -> CommandRecord:
-        """Redact a command record as it happens and hand it to the plugins."""
-        record = self.redactor.record(record)
-        self.hook.runbook_command_finished(record=record)
-        return record
-
     def _result(self, interrupted: bool, crashed: bool = False) -> RunResult:
         checks = tuple(c for h in self.host_runs for c in list(h.checks))
         actions = tuple(a for h in self.host_runs for a in list(h.actions))
         warnings = [*self.warnings, *(w for h in self.host_runs for w in h.warnings)]
         hosts = tuple(h.result for h in self.host_runs)
         hypotheses = judge(self.runbook.hypotheses, self.host_names, checks)
+        info = self.context.info
         return RunResult(
             runbook={
                 "name": self.runbook.name,
@@ -253,10 +263,10 @@ class Run:
                 "source": self.runbook.source,
             },
             mode=self.mode,
-            incident=self.info.incident,
-            severity=self.info.severity,
-            operator=self.info.operator,
-            started_at=self.started_at,
+            incident=info.incident,
+            severity=info.severity,
+            operator=info.operator,
+            started_at=info.started_at,
             finished_at=time.time(),
             exit_code=int(
                 self._exit_code(interrupted, crashed, hypotheses, checks, actions, hosts)
@@ -265,7 +275,7 @@ class Run:
             hypotheses=hypotheses,
             checks=checks,
             actions=actions,
-            params=self.params.redacted(),
+            params=self.context.params.redacted(),
             report=self.options.report,
             json=self.options.json,
             interrupted=interrupted or crashed,
@@ -284,7 +294,7 @@ class Run:
         ]
         items += [
             f"plugin {impl.plugin_name} implements runbook_command_policy"
-            for impl in self.hook.runbook_command_policy.get_hookimpls()
+            for impl in self.config.hook.runbook_command_policy.get_hookimpls()
         ]
         return tuple(items)
 

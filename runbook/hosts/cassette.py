@@ -25,6 +25,8 @@ from typing import Any
 from typing import TypeVar
 
 from runbook.hosts.host import Backend
+from runbook.hosts.host import Connecting
+from runbook.hosts.host import host_name
 from runbook.markers import hookimpl
 from runbook.outcomes import CommandTimeout
 from runbook.outcomes import HostUnavailable
@@ -33,8 +35,8 @@ from runbook.steps import current_step
 
 if TYPE_CHECKING:
     from runbook.config import Config
-    from runbook.engine.runner import Run
-    from runbook.hosts.targets import Target
+    from runbook.records import RunStart
+    from runbook.records import Target
     from runbook.results import RunResult
 
 #: Version of the cassette format; bumped on incompatible changes.
@@ -129,7 +131,7 @@ class Cassette:
 
     def targets(self, names: Sequence[str] = ()) -> tuple[Target, ...]:
         """The recorded targets, or those of ``names`` (which must all be recorded)."""
-        from runbook.hosts.targets import Target
+        from runbook.records import Target
 
         unknown = [name for name in names if name not in self.hosts]
         if unknown:
@@ -251,20 +253,14 @@ class RecordingBackend:
     def __init__(self, backend: Backend, tape: Tape, redact: Callable[[], Redact]) -> None:
         self.backend = backend
         self.tape = tape
+        self.name = backend.name
         self.uri = backend.uri
         self._redact = redact
         self._lock = threading.Lock()
 
-    @property
-    def name(self) -> str:
-        return self.backend.name
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self.backend.name = value
-        self.tape.name = value
-
     def connect(self) -> None:
+        if not isinstance(self.backend, Connecting):
+            return
         try:
             self.backend.connect()
         except HostUnavailable as exc:
@@ -395,6 +391,7 @@ class CassetteRecorder:
         self.path = path
         self.cassette: Cassette | None = None
         self._redact: Redact = str
+        self._recording: dict[str, RecordingBackend] = {}
 
     def redactor(self) -> Redact:
         return self._redact
@@ -406,20 +403,19 @@ class CassetteRecorder:
         backend = yield
         if backend is None:
             return None
-        return RecordingBackend(backend, Tape(backend.name, spec, backend.uri), self.redactor)
+        recording = RecordingBackend(backend, Tape(backend.name, spec, backend.uri), self.redactor)
+        self._recording[spec] = recording
+        return recording
 
     @hookimpl
-    def runbook_run_started(self, run: Run) -> None:
-        self._redact = run.redactor.text
-        params = {
-            key: "***" if run.params.is_secret(key) else value
-            for key, value in run.options.params.items()
-        }
-        self.cassette = Cassette(run.runbook.name, recorded_at=_now(), params=params)
-        for host_run in run.host_runs:
-            if isinstance(host_run.backend, RecordingBackend):
-                tape = host_run.backend.tape
-                self.cassette.hosts[tape.name] = tape
+    def runbook_run_started(self, run: RunStart) -> None:
+        self._redact = run.redact
+        self.cassette = Cassette(run.runbook.name, recorded_at=_now(), params=dict(run.overrides))
+        for target in run.targets:
+            recording = self._recording.get(target.spec)
+            if recording is not None:
+                recording.tape.name = host_name(target, recording.backend)
+                self.cassette.hosts[recording.tape.name] = recording.tape
 
     @hookimpl
     def runbook_run_finished(self, result: RunResult) -> None:
@@ -450,5 +446,5 @@ class CassettePlayer:
         return ReplayBackend(tape, str(self.path), self.redactor)
 
     @hookimpl
-    def runbook_run_started(self, run: Run) -> None:
-        self._redact = run.redactor.text
+    def runbook_run_started(self, run: RunStart) -> None:
+        self._redact = run.redact

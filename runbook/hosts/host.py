@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from typing import Any
 from typing import Protocol
 from typing import TypeVar
+from typing import runtime_checkable
 
 from runbook.outcomes import CommandTimeout as CommandTimeout  # re-exported for backends
 from runbook.outcomes import ReadOnlyViolation
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from runbook.plugins import network
     from runbook.plugins import storage
     from runbook.plugins import system
+    from runbook.records import Target
 
 _T = TypeVar("_T")
 
@@ -75,7 +78,12 @@ class CommandResult:
 
 
 class Backend(Protocol):
-    """How a host is reached. A backend executes; ``Host`` decides and records."""
+    """How a host is reached. A backend executes; ``Host`` decides and records.
+
+    A backend may also be ``Connecting`` (reach the target before the first
+    check) and ``Exchanging`` (record and replay plugin clients' exchanges);
+    ``Host`` asks for those two capabilities in one place each.
+    """
 
     name: str
     uri: str
@@ -93,13 +101,35 @@ class Backend(Protocol):
         """
         ...
 
-    def connect(self) -> None:
-        """Reach the target before the first check; raise ``HostUnavailable`` if it cannot."""
-        ...
-
     def close(self) -> None:
         """Release connections and processes."""
         ...
+
+
+@runtime_checkable
+class Connecting(Protocol):
+    """A backend that reaches its target before the first check (SSH, a cassette)."""
+
+    def connect(self) -> None:
+        """Reach the target; raise ``HostUnavailable`` if it cannot."""
+        ...
+
+
+@runtime_checkable
+class Exchanging(Protocol):
+    """A backend that answers plugin clients' exchanges itself (recording, replaying)."""
+
+    def exchange(self, kind: str, request: str, perform: Callable[[], Any]) -> Any:
+        """Return the answer to ``request``: from ``perform()`` or from a recording."""
+        ...
+
+
+def host_name(target: Target, backend: Backend) -> str:
+    """The name reports give a target: the inventory's or the address's, else the backend's.
+
+    A plain spec (``echo://web1``) lets a plugin transport name its host itself.
+    """
+    return target.name if target.name != target.spec else backend.name
 
 
 #: Decides whether a read-only step may run a command, given its display form, its
@@ -148,12 +178,13 @@ class Host:
         self,
         backend: Backend,
         *,
+        name: str | None = None,
         policy: CommandPolicy | None = None,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
         on_record: Callable[[CommandRecord], CommandRecord] | None = None,
     ) -> None:
         self.backend = backend
-        self.name = backend.name
+        self.name = name or backend.name
         self.uri = backend.uri
         self._policy = policy
         self.command_timeout = command_timeout
@@ -228,11 +259,15 @@ class Host:
         kept in the cassette; with ``--replay`` it comes from there and
         ``perform`` is never called. ``kind`` names the protocol (``sql``).
         """
-        handler = getattr(self.backend, "exchange", None)
-        if handler is None:
+        if not isinstance(self.backend, Exchanging):
             return perform()
-        result: _T = handler(kind, request, perform)
+        result: _T = self.backend.exchange(kind, request, perform)
         return result
+
+    def connect(self) -> None:
+        """Reach the target before the first check; raise ``HostUnavailable`` if it cannot."""
+        if isinstance(self.backend, Connecting):
+            self.backend.connect()
 
     def read_text(self, path: str) -> str:
         """Return the contents of a file on the host; raise ``FileNotFoundError`` if absent."""

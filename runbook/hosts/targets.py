@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import ipaddress
 import re
@@ -10,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runbook.outcomes import UsageError
+from runbook.records import Target
 
 if TYPE_CHECKING:
     from runbook.hosts.inventory import Inventory
@@ -21,14 +21,6 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
 # Whitespace and shell metacharacters: no target spec needs them, and some backends
 # end up in a command line (ssh, docker exec, kubectl exec).
 _UNSAFE = re.compile(r"[\s;&|`$<>(){}'\"\\*!]")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Target:
-    """A host to run against: ``name`` is shown in reports, ``spec`` picks the backend."""
-
-    name: str
-    spec: str
 
 
 def parse_targets(values: Sequence[str], inventory: Inventory | None = None) -> list[Target]:

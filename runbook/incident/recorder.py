@@ -23,7 +23,7 @@ from runbook.outcomes import UsageError
 
 if TYPE_CHECKING:
     from runbook.config import Config
-    from runbook.engine.runner import Run
+    from runbook.records import RunStart
     from runbook.results import ActionResult
     from runbook.results import CheckResult
     from runbook.results import HostResult
@@ -44,17 +44,17 @@ class IncidentRecorder:
         self._lock = threading.Lock()
         self._reset(None)
 
-    def _reset(self, run: Run | None) -> None:
+    def _reset(self, run: RunStart | None) -> None:
         self.run = run
-        self.incident_id: str | None = run.options.incident if run else None
+        self.incident_id: str | None = run.info.incident if run else None
         self.ruled_in: set[str] = set()
         self.identified = False
         self.executed: list[str] = []
-        self.hosts_left = len(run.host_names) if run else 0
+        self.hosts_left = len(run.hosts) if run else 0
         self.updates: list[str] = []
 
     @contextlib.contextmanager
-    def _recording(self, run: Run | None = None) -> Iterator[None]:
+    def _recording(self, run: RunStart | None = None) -> Iterator[None]:
         """Keep investigating when the incident cannot be written (a full disk, say)."""
         run = run or self.run
         try:
@@ -63,23 +63,23 @@ class IncidentRecorder:
             warning = f"incident {self.incident_id or ''} not recorded: {exc}"
             if run is None:
                 sys.stderr.write(f"warning: {warning}\n")
-            elif warning not in run.warnings:
-                run.warnings.append(warning)
+            else:
+                run.warn(warning)
 
     @hookimpl
-    def runbook_run_started(self, run: Run) -> None:
+    def runbook_run_started(self, run: RunStart) -> None:
         """Open the incident if it is new, record the start and announce it."""
-        self._reset(run if run.options.incident else None)
+        self._reset(run if run.info.incident else None)
         if self.incident_id is not None:
             with self._recording():
                 self._started(run, self.incident_id)
 
-    def _started(self, run: Run, incident_id: str) -> None:
-        name, hosts = run.runbook.name, ", ".join(run.host_names)
+    def _started(self, run: RunStart, incident_id: str) -> None:
+        name, hosts = run.runbook.name, ", ".join(run.hosts)
         if not self.store.exists(incident_id):
             self.store.open(
                 run.runbook.title,
-                severity=run.options.severity,
+                severity=run.severity_by_operator,
                 operator=run.info.operator,
                 incident_id=incident_id,
                 set_by=f"operator {run.info.operator}",
@@ -90,7 +90,7 @@ class IncidentRecorder:
             f"runbook {name} started ({run.mode}) on {hosts} by {run.info.operator}",
             runbook=name,
             mode=run.mode,
-            hosts=run.host_names,
+            hosts=run.hosts,
             operator=run.info.operator,
         )
         incident = self.store.load(incident_id)
@@ -105,7 +105,7 @@ class IncidentRecorder:
             with self._recording():
                 self._ruled_in(self.run, self.incident_id, result)
 
-    def _ruled_in(self, run: Run, incident_id: str, result: CheckResult) -> None:
+    def _ruled_in(self, run: RunStart, incident_id: str, result: CheckResult) -> None:
         statements = {h.id: h.statement for h in run.runbook.hypotheses}
         with self._lock:
             new = [h for h in result.tests if h not in self.ruled_in]
@@ -137,7 +137,7 @@ class IncidentRecorder:
             with self._recording():
                 self._action(self.run, self.incident_id, result)
 
-    def _action(self, run: Run, incident_id: str, result: ActionResult) -> None:
+    def _action(self, run: RunStart, incident_id: str, result: ActionResult) -> None:
         name = run.runbook.name
         self.store.append(
             incident_id,
@@ -247,7 +247,8 @@ class IncidentRecorder:
         if deliveries:
             self.updates.append(f"{status} ({delivered(deliveries)})")
         if self.run is not None:
-            self.run.warnings.extend(failures(deliveries, status))
+            for warning in failures(deliveries, status):
+                self.run.warn(warning)
 
     @hookimpl
     def runbook_report_sections(self, result: RunResult) -> list[tuple[str, str]] | None:

@@ -18,7 +18,7 @@ from runbook.output.report import STATUS_WORDS
 
 if TYPE_CHECKING:
     from runbook.config import Config
-    from runbook.engine.runner import Run
+    from runbook.records import RunStart
     from runbook.results import ActionResult
     from runbook.results import CheckResult
     from runbook.results import HostResult
@@ -69,9 +69,9 @@ class TerminalReporter:
             self.stream.flush()
 
     @hookimpl
-    def runbook_run_started(self, run: Run) -> None:
+    def runbook_run_started(self, run: RunStart) -> None:
         """Announce what is about to run."""
-        hosts = run.host_names
+        hosts = run.hosts
         self._total = len(run.checks) * len(hosts)
         self._done = 0
         self._hosts_total, self._hosts_done = len(hosts), 0

@@ -38,8 +38,8 @@ from runbook.outcomes import UsageError
 
 if TYPE_CHECKING:
     from runbook.config import Config
-    from runbook.engine.runner import Run
     from runbook.model import ActionItem
+    from runbook.records import RunStart
     from runbook.results import ActionResult
     from runbook.results import HostResult
     from runbook.results import RunResult
@@ -260,7 +260,7 @@ class AuditPlugin:
         self.log.append({"event": event, **self._context, **fields})
 
     @hookimpl
-    def runbook_run_started(self, run: Run) -> None:
+    def runbook_run_started(self, run: RunStart) -> None:
         """Open the run's records; an unwritable log stops the run before it starts."""
         self._context = {
             "operator": run.info.operator,
@@ -269,7 +269,7 @@ class AuditPlugin:
             "incident": run.info.incident,
         }
         try:
-            self._append("run_started", hosts=run.host_names)
+            self._append("run_started", hosts=run.hosts)
         except (OSError, AuditLogError) as exc:
             raise UsageError(
                 f"cannot write the audit log {self.log.path}: {exc} (set audit_log in "
