@@ -10,11 +10,11 @@ import pytest
 from runbook.collect import broken_runbook_names
 from runbook.collect import collect
 from runbook.collect import library_dir
-from runbook.pluginmanager import load_config
 from runbook.engine.runner import Run
-from runbook.records import RunOptions
 from runbook.outcomes import CollectionError
 from runbook.outcomes import UsageError
+from runbook.pluginmanager import load_config
+from runbook.records import RunOptions
 
 
 @pytest.fixture

@@ -7,15 +7,15 @@ import textwrap
 import pytest
 
 from runbook.collect import collect
-from runbook.pluginmanager import load_config
 from runbook.engine.runner import Run
-from runbook.records import RunOptions
 from runbook.fixtures import FixtureError
 from runbook.fixtures import FixtureManager
 from runbook.fixtures import argnames
 from runbook.fixtures import fixture
 from runbook.fixtures import fixtures_in
 from runbook.outcomes import CollectionError
+from runbook.pluginmanager import load_config
+from runbook.records import RunOptions
 
 
 def manager(*functions):

@@ -6,10 +6,10 @@ import textwrap
 
 import pytest
 
-from runbook.pluginmanager import load_config
 from runbook.hosts.host import Host
 from runbook.hosts.local import LocalBackend
 from runbook.outcomes import ReadOnlyViolation
+from runbook.pluginmanager import load_config
 from runbook.safety.guard import Refused
 from runbook.safety.guard import check_command
 from runbook.safety.guard import make_policy

@@ -31,9 +31,9 @@ from runbook.plugins.http import parse_openssl_date
 from runbook.plugins.http import parse_openssl_x509
 from sshd import unavailable
 
-from runbook.pluginmanager import load_config
 from runbook.hosts.host import Host
 from runbook.hosts.local import LocalBackend
+from runbook.pluginmanager import load_config
 from runbook.safety.guard import make_policy
 from runbook.steps import Step
 from runbook.steps import current_step

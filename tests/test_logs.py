@@ -25,9 +25,9 @@ from runbook.plugins.logs import parse_date
 from runbook.plugins.logs import parse_error_counts
 from runbook.plugins.logs import parse_log_timestamp
 
-from runbook.pluginmanager import load_config
 from runbook.hosts.host import Host
 from runbook.hosts.local import LocalBackend
+from runbook.pluginmanager import load_config
 from runbook.safety.guard import check_command
 from runbook.safety.guard import make_policy
 

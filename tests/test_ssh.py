@@ -20,11 +20,11 @@ from sshd import require_paramiko
 from sshd import write_known_hosts
 from sshd import write_ssh_config
 
-from runbook.pluginmanager import load_config
 from runbook.hosts.host import Host
 from runbook.outcomes import CommandTimeout
 from runbook.outcomes import HostUnavailable
 from runbook.outcomes import UsageError
+from runbook.pluginmanager import load_config
 from runbook.ssh.backend import Address
 from runbook.ssh.backend import SSHBackend
 from runbook.ssh.backend import SSHOptions

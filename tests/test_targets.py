@@ -8,9 +8,9 @@ import textwrap
 import pytest
 
 from runbook.hosts.inventory import load_inventory
-from runbook.records import Target
 from runbook.hosts.targets import parse_targets
 from runbook.outcomes import UsageError
+from runbook.records import Target
 
 PARSED = [
     # value(s), expected (name, spec) pairs
