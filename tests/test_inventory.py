@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook.hosts.inventory import InventoryHost
 from runbook.hosts.inventory import load_inventory
+from runbook.hosts.inventory.model import InventoryHost
 from runbook.outcomes import UsageError
 
 

@@ -12,7 +12,7 @@ from runbook.outcomes import UsageError
 from runbook.records import Target
 
 if TYPE_CHECKING:
-    from runbook.hosts.inventory import Inventory
+    from runbook.hosts.inventory.model import Inventory
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")

@@ -1,8 +1,6 @@
-"""Ansible-style inventories: hosts and groups read from an INI or YAML file.
+"""An inventory's hosts and groups, and the builder that INI and YAML readers both fill.
 
-Reading a file gives an ``Inventory`` whose hosts know the target spec that is
-handed to ``runbook_make_host``. Every problem with the file is a one-line
-``UsageError`` of the form ``inventory FILE:LINE: problem``.
+Every problem is a one-line ``UsageError`` of the form ``inventory FILE:LINE: problem``.
 """
 
 from __future__ import annotations
@@ -10,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-import shlex
 import string
 import types
 from collections.abc import Iterator
@@ -19,11 +16,8 @@ from pathlib import Path
 
 from runbook.outcomes import UsageError
 
-#: Connection types that mean SSH; other ``ansible_connection`` values become a scheme.
 SSH_CONNECTIONS = frozenset({"ssh", "paramiko", "smart"})
 
-_SECTION = re.compile(r"\[(?P<name>[^:\]\s]+)(?::(?P<kind>[^\]\s]*))?\]\s*(?:[#;].*)?")
-_SECTION_KINDS = ("hosts", "children", "vars")
 _PORT_VARS = ("ansible_port", "ansible_ssh_port")
 _USER_VARS = ("ansible_user", "ansible_ssh_user")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
@@ -83,7 +77,7 @@ class Inventory:
         return list(dict.fromkeys([*self.hosts, *self.groups]))
 
 
-class _Invalid(ValueError):
+class Invalid(ValueError):
     """A problem found by a helper that does not know the line; the caller adds it."""
 
 
@@ -122,7 +116,7 @@ class Builder:
         """Add the hosts of ``pattern`` (ranges, ``:port``) to ``group``; return their names."""
         try:
             names, port = _expand_pattern(pattern)
-        except _Invalid as exc:
+        except Invalid as exc:
             raise self.error(line, str(exc)) from None
         for name in names:
             host_vars = self.hosts.setdefault(name, {})
@@ -139,12 +133,12 @@ class Builder:
             if key in _PORT_VARS:
                 _port(value)
             elif key == "ansible_group_priority" and not value.lstrip("-").isdigit():
-                raise _Invalid(f"bad ansible_group_priority {value!r} (expected an integer)")
+                raise Invalid(f"bad ansible_group_priority {value!r} (expected an integer)")
             elif key in ("ansible_host", *_USER_VARS) and (not value or _UNSAFE.search(value)):
-                raise _Invalid(f"bad {key} {value!r}")
+                raise Invalid(f"bad {key} {value!r}")
             elif key == "ansible_connection" and not _SCHEME.fullmatch(value):
-                raise _Invalid(f"bad ansible_connection {value!r}")
-        except _Invalid as exc:
+                raise Invalid(f"bad ansible_connection {value!r}")
+        except Invalid as exc:
             raise self.error(line, str(exc)) from None
         target[key] = (value, line)
 
@@ -241,123 +235,25 @@ class Builder:
         )
 
 
-def load_inventory(path: Path) -> Inventory:
-    """Read an INI or YAML (suffix ``.yml``/``.yaml``, or ``all:``-style content) inventory."""
-    builder = Builder(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise builder.error(None, "no such file") from None
-    except OSError as exc:
-        raise builder.error(None, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise builder.error(data[: exc.start].count(b"\n") + 1, "not UTF-8 text") from None
-    if path.suffix.lower() in (".yml", ".yaml") or _looks_like_yaml(text):
-        from runbook.hosts.inventory_yaml import parse_yaml  # YAML only when the file is YAML
-
-        parse_yaml(text, builder)
-    else:
-        _parse_ini(text, builder)
-    return builder.build()
-
-
-def _looks_like_yaml(text: str) -> bool:
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith(("#", ";")):
-            return stripped == "---" or re.fullmatch(r"[\w.-]+:(\s.*)?", stripped) is not None
-    return False
-
-
-def _parse_ini(text: str, builder: Builder) -> None:
-    group, kind = "ungrouped", "hosts"
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        section = _SECTION.fullmatch(line)
-        if section and not _is_ipv6(line[1:].partition("]")[0]):  # '[::1]' is a host
-            group, kind = section["name"], section["kind"]
-            kind = "hosts" if kind is None else kind
-            if kind not in _SECTION_KINDS:
-                raise builder.error(number, f"unknown section kind {kind!r} in [{group}:{kind}]")
-            builder.group(group, number, declare=kind != "vars")
-            if kind == "vars":
-                builder.groups[group].vars_line = builder.groups[group].vars_line or number
-        elif _is_header_like(line):
-            raise builder.error(number, f"malformed section header {line!r}")
-        elif kind == "vars":
-            key, equals, value = line.partition("=")
-            if not equals:
-                raise builder.error(number, f"malformed key=value {line!r}")
-            builder.set_var(
-                builder.groups[group].vars, key.strip(), _unquote(value.strip()), number
-            )
-        else:
-            tokens = _tokens(line, number, builder)
-            if not tokens:
-                continue
-            if kind == "children":
-                if len(tokens) != 1:
-                    raise builder.error(number, f"expected one group name, got {line!r}")
-                builder.add_child(group, tokens[0], number)
-                continue
-            for name in builder.add_hosts(group, tokens[0], number):
-                for token in tokens[1:]:
-                    key, equals, value = token.partition("=")
-                    if not equals or not key:
-                        raise builder.error(number, f"malformed key=value {token!r}")
-                    builder.set_var(builder.hosts[name], key, value, number)
-
-
-def _is_header_like(line: str) -> bool:
-    """Tell a broken ``[section]`` from a host line such as ``[::1]`` or ``[::1]:2222``."""
-    text = line.split("#")[0].rstrip()
-    return text.startswith("[") and text.endswith("]") and not _is_ipv6(text[1:-1])
-
-
-def _tokens(line: str, number: int, builder: Builder) -> list[str]:
-    try:
-        tokens = shlex.split(line)
-    except ValueError as exc:
-        raise builder.error(number, f"cannot split {line!r}: {exc}") from None
-    # A '#' starts a comment only at the start of a word: 'url=http://h/#top' keeps its '#'.
-    comment = next((i for i, token in enumerate(tokens) if token.startswith("#")), len(tokens))
-    return tokens[:comment]
-
-
-def _unquote(value: str) -> str:
-    if value[:1] in ("'", '"'):
-        try:
-            parts = shlex.split(value)
-        except ValueError:
-            return value
-        if len(parts) == 1:
-            return parts[0]
-    return value
-
-
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise _Invalid(f"bad port {text!r} (expected 1-65535)")
+        raise Invalid(f"bad port {text!r} (expected 1-65535)")
     return int(text)
 
 
 def _expand_pattern(pattern: str) -> tuple[list[str], int | None]:
     """Split ``host[:port]`` (``[ipv6]:port``) and expand ``[01:20]``, ``[a:c]`` ranges."""
-    if pattern.startswith("[") and "]" in pattern and _is_ipv6(pattern[1 : pattern.index("]")]):
+    if pattern.startswith("[") and "]" in pattern and is_ipv6(pattern[1 : pattern.index("]")]):
         address, rest = pattern[1:].split("]", 1)
         if rest and not rest.startswith(":"):
-            raise _Invalid(f"bad host pattern {pattern!r}")
+            raise Invalid(f"bad host pattern {pattern!r}")
         return [address], _port(rest[1:]) if rest else None
     outside = _RANGE.sub("", pattern)
     if "[" in outside or "]" in outside:
-        raise _Invalid(f"bad host pattern {pattern!r} (unbalanced brackets)")
+        raise Invalid(f"bad host pattern {pattern!r} (unbalanced brackets)")
     if outside.count(":") > 1:
-        if not _is_ipv6(pattern):
-            raise _Invalid(f"bad host pattern {pattern!r}")
+        if not is_ipv6(pattern):
+            raise Invalid(f"bad host pattern {pattern!r}")
         return [pattern], None
     port = None
     if ":" in outside:
@@ -366,7 +262,7 @@ def _expand_pattern(pattern: str) -> tuple[list[str], int | None]:
     names = list(_expand_ranges(pattern))
     for name in names:
         if not name or _UNSAFE.search(name) or "[" in name or "]" in name:
-            raise _Invalid(f"bad host name {name!r}")
+            raise Invalid(f"bad host name {name!r}")
     return names, port
 
 
@@ -384,28 +280,29 @@ def _expand_ranges(pattern: str) -> Iterator[str]:
 def _range(spec: str) -> list[str]:
     bounds = spec.split(":")
     if len(bounds) not in (2, 3):
-        raise _Invalid(f"bad range [{spec}] (expected [start:end] or [start:end:step])")
+        raise Invalid(f"bad range [{spec}] (expected [start:end] or [start:end:step])")
     start, end = bounds[0] or "0", bounds[1]
     step = bounds[2] if len(bounds) == 3 else "1"
     if not step.isdigit() or int(step) == 0:
-        raise _Invalid(f"bad range [{spec}]: step must be a positive integer")
+        raise Invalid(f"bad range [{spec}]: step must be a positive integer")
     letters = string.ascii_letters
     if len(start) == 1 and len(end) == 1 and start in letters and end in letters:
         first, last = letters.index(start), letters.index(end)
         if first > last:
-            raise _Invalid(f"bad range [{spec}]: start is after end")
+            raise Invalid(f"bad range [{spec}]: start is after end")
         return list(letters[first : last + 1 : int(step)])
     if not (start.isdigit() and end.isdigit()):
-        raise _Invalid(f"bad range [{spec}]: expected numbers or single letters")
+        raise Invalid(f"bad range [{spec}]: expected numbers or single letters")
     if int(start) > int(end):
-        raise _Invalid(f"bad range [{spec}]: start is after end")
+        raise Invalid(f"bad range [{spec}]: start is after end")
     width = len(start) if start.startswith("0") and len(start) > 1 else 0
     if width and len(end) != width:
-        raise _Invalid(f"bad range [{spec}]: zero-padded start and end differ in length")
+        raise Invalid(f"bad range [{spec}]: zero-padded start and end differ in length")
     return [str(i).zfill(width) for i in range(int(start), int(end) + 1, int(step))]
 
 
-def _is_ipv6(text: str) -> bool:
+def is_ipv6(text: str) -> bool:
+    """True for an IPv6 address (which may stand in brackets where a host name goes)."""
     try:
         ipaddress.IPv6Address(text)
     except ValueError:

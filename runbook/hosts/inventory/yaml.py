@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import yaml
 
-    from runbook.hosts.inventory import Builder
+    from runbook.hosts.inventory.model import Builder
 
 
 def parse_yaml(text: str, builder: Builder) -> None:
