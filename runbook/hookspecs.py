@@ -22,12 +22,12 @@ from runbook.markers import hookspec
 
 if TYPE_CHECKING:
     from runbook.config import Config
-    from runbook.hosts.host import Backend
-    from runbook.incident.statusupdate import Delivery
-    from runbook.incident.statusupdate import StatusUpdate
+    from runbook.hosts.backend import Backend
     from runbook.model import ActionItem
     from runbook.model import CheckItem
+    from runbook.records import Delivery
     from runbook.records import RunStart
+    from runbook.records import StatusUpdate
     from runbook.results import ActionResult
     from runbook.results import CheckResult
     from runbook.results import HostResult

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from typing import Any
 
 if TYPE_CHECKING:
     from runbook.model import ActionItem
@@ -98,3 +99,34 @@ class RunStart:
     def mode(self) -> Mode:
         """``read-only`` or ``execute``."""
         return self.info.mode
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """One status update of an incident, with its rendered text."""
+
+    incident: str
+    title: str
+    status: str
+    severity: str | None
+    impact: str
+    current_state: str
+    sent_at: str
+    #: When the next update is due (UTC ISO 8601); None once resolved.
+    next_update_at: str | None
+    text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the generic JSON payload of the update."""
+        return {"schema": "runbook.status_update/1", **dataclasses.asdict(self)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """How delivering an update to one destination went."""
+
+    #: Where it went, safe to print: a webhook's scheme and host only, never its path.
+    destination: str
+    ok: bool
+    attempts: int
+    error: str | None = None

@@ -18,7 +18,7 @@ from runbook.engine.worker import Job
 from runbook.engine.worker import Lane
 from runbook.engine.worker import Worker
 from runbook.fixtures import ScopeName
-from runbook.hosts.host import Backend
+from runbook.hosts.backend import Backend
 from runbook.hosts.host import Host
 from runbook.hosts.host import host_name
 from runbook.model import ActionItem

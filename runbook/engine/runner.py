@@ -22,7 +22,7 @@ from runbook.engine.hostrun import HostRun
 from runbook.engine.hostrun import RunContext
 from runbook.fixtures import FixtureError
 from runbook.fixtures import FixtureManager
-from runbook.hosts.host import Backend
+from runbook.hosts.backend import Backend
 from runbook.keywords import compile_keywords
 from runbook.model import ActionItem
 from runbook.model import CheckItem

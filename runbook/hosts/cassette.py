@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from typing import Any
 from typing import TypeVar
 
-from runbook.hosts.host import Backend
-from runbook.hosts.host import Connecting
+from runbook.hosts.backend import Backend
+from runbook.hosts.backend import Connecting
 from runbook.hosts.host import host_name
 from runbook.markers import hookimpl
 from runbook.outcomes import CommandTimeout

@@ -15,7 +15,7 @@ from runbook.outcomes import CommandTimeout
 
 if TYPE_CHECKING:
     from runbook.config import Config
-    from runbook.hosts.host import Backend
+    from runbook.hosts.backend import Backend
 
 
 class LocalBackend:

@@ -25,13 +25,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
 
-from runbook.incident.statusupdate import Delivery
 from runbook.markers import hookimpl
 from runbook.outcomes import UsageError
+from runbook.records import Delivery
 
 if TYPE_CHECKING:
     from runbook.config import Config
-    from runbook.incident.statusupdate import StatusUpdate
+    from runbook.records import StatusUpdate
 
 FORMATS = ("json", "slack")
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})

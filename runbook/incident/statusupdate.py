@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
+from runbook.records import Delivery
+from runbook.records import StatusUpdate
+
 if TYPE_CHECKING:
     from runbook.config import Config
 
@@ -20,37 +23,6 @@ if TYPE_CHECKING:
 UPDATE_MINUTES = {"P0": 15, "P1": 30, "P2": 60, "P3": 240, "P4": 1440}
 DEFAULT_MINUTES = 60
 DEFAULT_TEMPLATE = "status_update.txt.j2"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StatusUpdate:
-    """One status update of an incident, with its rendered text."""
-
-    incident: str
-    title: str
-    status: str
-    severity: str | None
-    impact: str
-    current_state: str
-    sent_at: str
-    #: When the next update is due (UTC ISO 8601); None once resolved.
-    next_update_at: str | None
-    text: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the generic JSON payload of the update."""
-        return {"schema": "runbook.status_update/1", **dataclasses.asdict(self)}
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Delivery:
-    """How delivering an update to one destination went."""
-
-    #: Where it went, safe to print: a webhook's scheme and host only, never its path.
-    destination: str
-    ok: bool
-    attempts: int
-    error: str | None = None
 
 
 def make_update(

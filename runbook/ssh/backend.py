@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import paramiko
 
     from runbook.config import Config
-    from runbook.hosts.host import Backend
+    from runbook.hosts.backend import Backend
 
 #: Session channels open at once on one connection: OpenSSH's default ``MaxSessions``.
 MAX_SESSIONS = 10
