@@ -8,6 +8,7 @@ local runbook shadows a built-in one of the same name.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.metadata
 from collections.abc import Iterable
@@ -54,6 +55,17 @@ class Collection:
             self.shadowed.append(runbook)
         else:
             self.runbooks[runbook.name] = runbook
+
+    def lookup(self, name: str) -> Runbook:
+        """The runbook called ``name``; a ``UsageError`` that suggests close names if none is."""
+        if name in self.runbooks:
+            return self.runbooks[name]
+        broken = broken_runbook_names(self).get(name)
+        if broken is not None:
+            raise UsageError(f"runbook {name!r} cannot be loaded: {broken}")
+        close = difflib.get_close_matches(name, list(self.runbooks), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UsageError(f"unknown runbook {name!r}.{hint} (`runbook list` shows them all)")
 
     def is_new(self, path: Path, real: Path | None = None) -> bool:
         """True the first time a real path is seen: a file reached twice loads once.

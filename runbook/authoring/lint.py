@@ -106,8 +106,6 @@ def lint_collection(
     Return the names linted and the findings, sorted by file and line. A name
     that is neither a runbook nor a broken runbook file is a ``UsageError``.
     """
-    from runbook.session import lookup
-
     broken = broken_runbook_names(collection)
     findings: list[Finding] = []
     runbooks: list[Runbook] = []
@@ -117,7 +115,7 @@ def lint_collection(
             if name not in collection.runbooks and name in broken:
                 findings.append(from_collection_error(broken[name], name))
             else:
-                runbooks.append(lookup(collection, name))
+                runbooks.append(collection.lookup(name))
             linted.append(name)
     else:
         runbooks = sorted(collection.runbooks.values(), key=lambda rb: rb.name)

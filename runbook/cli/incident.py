@@ -99,14 +99,14 @@ def note(incident_id: str, words: tuple[str, ...]) -> int:
 @click.option("-m", "--message", help="The current state, for the status update.")
 def status(incident_id: str, status: str, message: str | None) -> int:
     """Set the status of incident ID and send a status update."""
+    from runbook.cli import open_session
     from runbook.incident.statusupdate import announce
     from runbook.incident.statusupdate import failures
     from runbook.incident.store import Event
     from runbook.incident.store import IncidentStore
     from runbook.incident.store import utcnow
-    from runbook.session import setup
 
-    config, _ = setup()  # with every plugin: third-party notifiers too
+    config = open_session().config  # with every plugin: third-party notifiers too
     store = IncidentStore.from_config(config)
     operator = _operator()
     now = utcnow()

@@ -17,15 +17,14 @@ from typing import Any
 
 import click
 
+from runbook.cli import open_session
+from runbook.cli import warn_errors
 from runbook.cli.incident import incident
 from runbook.cli.incident import postmortem
 from runbook.cli.run import run
 from runbook.outcomes import CollectionError
 from runbook.outcomes import ExitCode
 from runbook.outcomes import UsageError
-from runbook.session import lookup
-from runbook.session import setup
-from runbook.session import warn_errors
 
 if TYPE_CHECKING:
     from runbook.model import Runbook
@@ -100,7 +99,7 @@ def list_(tags: tuple[str, ...], as_json: bool) -> int:
     """List the runbooks you can run, with where each one comes from."""
     from tabulate import tabulate
 
-    _, collection = setup()
+    collection = open_session().collection
     runbooks = [rb for rb in collection.runbooks.values() if not tags or set(tags) & set(rb.tags)]
     runbooks.sort(key=lambda rb: rb.name)
     if as_json:
@@ -146,8 +145,7 @@ def show(name: str, markdown: bool) -> int:
     """Show a runbook: hypotheses, checks, actions, parameters and description."""
     from tabulate import tabulate
 
-    _, collection = setup()
-    runbook = lookup(collection, name)
+    runbook = open_session().lookup(name)
     if markdown:
         from runbook.authoring.runbookdoc import markdown_page
 
@@ -225,10 +223,8 @@ def lint(names: tuple[str, ...], as_json: bool) -> int:
     from tabulate import tabulate
 
     from runbook.authoring.lint import SCHEMA
-    from runbook.authoring.lint import lint_collection
 
-    config, collection = setup()
-    linted, findings = lint_collection(config, collection, names)
+    linted, findings = open_session().lint(names)
     if as_json:
         data = {
             "schema": SCHEMA,
@@ -313,8 +309,8 @@ def audit_verify(path: str | None) -> int:
 @cli.command()
 def plugins() -> int:
     """List loaded plugins with their hooks, and the fixtures they provide."""
-    config, collection = setup()
-    pm = config.pluginmanager
+    session = open_session()
+    pm, collection = session.config.pluginmanager, session.collection
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue

@@ -1,44 +1,31 @@
-"""``runbook run``: resolve targets and parameters, then run or dry-run the runbooks."""
+"""``runbook run``: parse the options, then run or dry-run the runbooks through the Session."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-from typing import Any
 
 import click
 
+from runbook.cli import open_session
 from runbook.files import check_writable
 from runbook.model import SEVERITIES
 from runbook.outcomes import ExitCode
 from runbook.outcomes import UsageError
-from runbook.session import lookup
-from runbook.session import setup
+from runbook.records import Confirm
+from runbook.session import combined_exit_code
 
 if TYPE_CHECKING:
-    from runbook.collect import Collection
     from runbook.config import Config
-    from runbook.hosts.cassette import Cassette
     from runbook.model import ActionItem
     from runbook.model import Runbook
     from runbook.records import RunOptions
-    from runbook.records import Target
     from runbook.results import HypothesisResult
-
-
-def _targets(config: Config, hosts: Sequence[str], inventory: str | None) -> tuple[Target, ...]:
-    """Resolve ``-H`` values (or the configured hosts) against the inventory, if any."""
-    from runbook.hosts.inventory import load_inventory
-    from runbook.hosts.targets import parse_targets
-
-    configured = config.values.get("inventory")
-    path = Path(inventory) if inventory else config.path(configured) if configured else None
-    loaded = load_inventory(path) if path is not None else None
-    values = list(hosts) or list(config.values.get("hosts", [])) or ["local"]
-    return tuple(parse_targets(values, loaded))
+    from runbook.session import Session
 
 
 def _incident_id(value: str | None) -> str | None:
@@ -70,43 +57,7 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _run_options(
-    config: Config,
-    name: str,
-    stamp: str,
-    targets: tuple[Target, ...],
-    overrides: dict[str, str],
-    keyword: str | None,
-    cli_options: dict[str, Any],
-) -> RunOptions:
-    """The options of one run (or plan) named ``name``, with its result files."""
-    from runbook.records import RunOptions
-
-    default = config.report_dir / f"{stamp}-{name}"
-    report, json_path = cli_options["report"], cli_options["json_path"]
-    return RunOptions(
-        targets=targets,
-        forks=cli_options["forks"] or config.values.get("forks"),
-        params=overrides,
-        keyword=keyword,
-        execute=cli_options["execute"],
-        confirm=_confirmer(cli_options["yes"]),
-        check_timeout=cli_options["timeout"] or config.values.get("timeout"),
-        incident=cli_options["incident"],
-        severity=cli_options["severity"],
-        report=report if report is not None else _display(default.with_suffix(".md")),
-        json=json_path if json_path is not None else _display(default.with_suffix(".json")),
-    )
-
-
-def _check_result_files(options: RunOptions) -> None:
-    """Fail now, not after the run, when a result file cannot be written."""
-    for path, option in ((options.report, "--report"), (options.json, "--json")):
-        if path is not None and path != "-":
-            check_writable(Path(path), option)
-
-
-def _confirmer(yes: bool) -> Any:
+def _confirmer(yes: bool) -> Confirm:
     def confirm(
         action: ActionItem, host: str, judged: Sequence[HypothesisResult]
     ) -> tuple[bool, str]:
@@ -253,42 +204,47 @@ def run(
         raise UsageError("--junit-xml holds check results, and a --dry-run runs no check")
     if len(names) > 1 and any(p not in (None, "-") for p in (report, json_path)):
         raise UsageError("--report/--json name one file: give them with a single runbook")
+    if record and replay:
+        raise UsageError("--record and --replay exclude each other")
     from runbook.params import parse_assignments
 
     overrides = parse_assignments(list(params))
-    stdout_is_data = "-" in (report, json_path)
-    config, collection = setup(
+    session = open_session(
         verbosity=verbose - quiet,
-        stdout_is_data=stdout_is_data,
+        stdout_is_data="-" in (report, json_path),
         known_hosts=known_hosts,
         accept_new_host_keys=accept_new_host_keys or None,
         junit_xml=junit_xml,
     )
-    runbooks = [lookup(collection, name) for name in dict.fromkeys(names)]
-    if record and replay:
-        raise UsageError("--record and --replay exclude each other")
+    runbooks = [session.lookup(name) for name in dict.fromkeys(names)]
     if replay:
-        cassette = _start_replay(config, runbooks, Path(replay), execute or dry_run)
+        from runbook.hosts.cassette import Cassette
+
+        _cassette_fits("--replay", runbooks, execute or dry_run)
+        cassette = Cassette.load(Path(replay))
+        session.replay(runbooks[0], cassette, replay)
         chosen = [part.strip() for value in hosts for part in value.split(",") if part.strip()]
         targets = cassette.targets(chosen)
         overrides = {**cassette.params, **overrides}
     else:
-        targets = _targets(config, hosts, inventory)
+        targets = session.targets(hosts, inventory)
     if record:
-        _start_recording(config, runbooks, Path(record), execute or dry_run)
-    settings = {
-        "report": report,
-        "json_path": json_path,
-        "execute": execute,
-        "yes": yes,
-        "timeout": timeout,
-        "forks": forks,
-        "incident": incident,
-        "severity": severity or _incident_severity(config, incident),
-    }
+        _cassette_fits("--record", runbooks, execute or dry_run)
+        session.record(Path(record))
+    options = session.default_options(
+        targets=targets,
+        forks=forks,
+        params=overrides,
+        keyword=keyword,
+        execute=execute,
+        confirm=_confirmer(yes),
+        check_timeout=timeout,
+        incident=incident,
+        severity=severity or _incident_severity(session.config, incident),
+    )
     if dry_run:
-        return _dry_run(config, collection, runbooks, targets, overrides, keyword, settings)
-    return _run_all(config, collection, runbooks, targets, overrides, keyword, settings)
+        return _dry_run(session, runbooks, options, (report, json_path), yes)
+    return _run_all(session, runbooks, options, (report, json_path))
 
 
 def _cassette_fits(flag: str, runbooks: list[Runbook], changes: bool) -> None:
@@ -298,50 +254,38 @@ def _cassette_fits(flag: str, runbooks: list[Runbook], changes: bool) -> None:
         raise UsageError(f"{flag} works with read-only runs: drop --execute and --dry-run")
 
 
-def _start_recording(config: Config, runbooks: list[Runbook], path: Path, changes: bool) -> None:
-    """Register the plugin that records every command of the run into ``path``."""
-    from runbook.hosts.cassette import CassetteRecorder
+def _with_result_files(
+    session: Session, options: RunOptions, name: str, stamp: str, given: tuple[str | None, ...]
+) -> RunOptions:
+    """``options`` with the report and JSON paths of the run (or plan) called ``name``."""
+    default = session.config.report_dir / f"{stamp}-{name}"
+    report, json_path = given
+    return dataclasses.replace(
+        options,
+        report=report if report is not None else _display(default.with_suffix(".md")),
+        json=json_path if json_path is not None else _display(default.with_suffix(".json")),
+    )
 
-    _cassette_fits("--record", runbooks, changes)
-    check_writable(path, "--record")
-    config.pluginmanager.register(CassetteRecorder(path), "cassette-recorder")
 
-
-def _start_replay(config: Config, runbooks: list[Runbook], path: Path, changes: bool) -> Cassette:
-    """Register the plugin that answers every command from the cassette at ``path``."""
-    from runbook.hosts.cassette import Cassette
-    from runbook.hosts.cassette import CassettePlayer
-
-    _cassette_fits("--replay", runbooks, changes)
-    cassette = Cassette.load(path)
-    if cassette.runbook != runbooks[0].name:
-        raise UsageError(
-            f"cassette {path} was recorded for runbook {cassette.runbook!r}, "
-            f"not {runbooks[0].name!r}"
-        )
-    config.pluginmanager.register(CassettePlayer(path, cassette), "cassette-player")
-    return cassette
+def _check_result_files(options: RunOptions) -> None:
+    """Fail now, not after the run, when a result file cannot be written."""
+    for path, option in ((options.report, "--report"), (options.json, "--json")):
+        if path is not None and path != "-":
+            check_writable(Path(path), option)
 
 
 def _run_all(
-    config: Config,
-    collection: Collection,
+    session: Session,
     runbooks: list[Runbook],
-    targets: tuple[Target, ...],
-    overrides: dict[str, str],
-    keyword: str | None,
-    cli_options: dict[str, Any],
+    options: RunOptions,
+    given: tuple[str | None, ...],
 ) -> int:
-    from runbook.engine.runner import Run
-
     stamp = _timestamp()
     prepared = []
     for runbook in runbooks:
-        options = _run_options(
-            config, runbook.name, stamp, targets, overrides, keyword, cli_options
-        )
-        run = Run(config, runbook, options, collection.plugin_fixtures)
-        _check_result_files(options)
+        with_files = _with_result_files(session, options, runbook.name, stamp, given)
+        run = session.prepare(runbook, with_files)
+        _check_result_files(with_files)
         if run.checks:
             prepared.append(run)
         else:
@@ -354,42 +298,30 @@ def _run_all(
         codes.append(result.exit_code)
         if result.interrupted:
             return ExitCode.INTERRUPTED
-    return ExitCode.FINDINGS if ExitCode.FINDINGS in codes else ExitCode.OK
+    return combined_exit_code(codes)
 
 
 def _dry_run(
-    config: Config,
-    collection: Collection,
+    session: Session,
     runbooks: list[Runbook],
-    targets: tuple[Target, ...],
-    overrides: dict[str, str],
-    keyword: str | None,
-    cli_options: dict[str, Any],
+    options: RunOptions,
+    given: tuple[str | None, ...],
+    yes: bool,
 ) -> int:
     """Validate and write the plan of each runbook; contact no target, run no check."""
-    from runbook.authoring.lint import lint_runbook
-    from runbook.authoring.plan import build_plan
     from runbook.authoring.plan import render_text
-    from runbook.authoring.plan import resolve_hosts
     from runbook.authoring.plan import write_plan
-    from runbook.engine.runner import Run
 
-    hosts = resolve_hosts(config, targets)
-    to_stderr = "-" in (cli_options["report"], cli_options["json_path"])
+    to_stderr = "-" in given
     stamp = _timestamp()
     codes = []
     for runbook in runbooks:
-        name = f"{runbook.name}-plan"
-        options = _run_options(config, name, stamp, targets, overrides, keyword, cli_options)
-        run = Run(config, runbook, options, collection.plugin_fixtures)
-        _check_result_files(options)
-        findings = lint_runbook(runbook, collection.plugin_fixtures, config.read_only_allow)
-        plan = build_plan(run, hosts, findings, yes=cli_options["yes"])
+        with_files = _with_result_files(session, options, f"{runbook.name}-plan", stamp, given)
+        plan = session.plan(session.prepare(runbook, with_files), yes=yes)
+        _check_result_files(with_files)
         for line in render_text(plan):
             click.echo(line, err=to_stderr)
         for label, path in write_plan(plan):
             click.echo(f"{label}: {path}", err=to_stderr)
         codes.append(plan.exit_code)
-    if ExitCode.FINDINGS in codes:
-        return ExitCode.FINDINGS
-    return ExitCode.NO_CHECKS if all(c == ExitCode.NO_CHECKS for c in codes) else ExitCode.OK
+    return combined_exit_code(codes)

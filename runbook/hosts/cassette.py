@@ -429,8 +429,8 @@ class CassetteRecorder:
 class CassettePlayer:
     """Registered for ``--replay FILE``: every recorded target is answered from the file."""
 
-    def __init__(self, path: Path, cassette: Cassette) -> None:
-        self.path = path
+    def __init__(self, cassette: Cassette, source: str) -> None:
+        self.source = source
         self.cassette = cassette
         self._tapes = {tape.spec: tape for tape in cassette.hosts.values()}
         self._redact: Redact = str
@@ -442,8 +442,8 @@ class CassettePlayer:
     def runbook_make_host(self, spec: str, config: Config) -> Backend | None:
         tape = self._tapes.get(spec)
         if tape is None:
-            raise CassetteError(f"target {spec!r} is not in the cassette {self.path}")
-        return ReplayBackend(tape, str(self.path), self.redactor)
+            raise CassetteError(f"target {spec!r} is not in the cassette {self.source}")
+        return ReplayBackend(tape, self.source, self.redactor)
 
     @hookimpl
     def runbook_run_started(self, run: RunStart) -> None:
