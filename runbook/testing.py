@@ -15,6 +15,7 @@ so it imports nothing heavy until a test uses the fixture.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -85,10 +86,6 @@ def _only(entries: list[dict[str, Any]], wanted: str, kind: str) -> dict[str, An
 class RunbookRunner:
     """Runs runbooks of the current project in-process, against canned outputs or a cassette."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._count = 0
-
     def run(
         self,
         name: str,
@@ -104,37 +101,30 @@ class RunbookRunner:
         Give either ``outputs`` (the canned answers of one fake target named
         ``host``: a command not listed makes its check an ``error`` that names
         it) or a ``cassette`` recorded with ``runbook run --record``. ``params``
-        override the runbook's parameters like ``--param``.
+        override the runbook's parameters like ``--param``. The run goes through
+        the Session API in this process; no file is written but the audit log.
         """
+        from runbook.hosts.cassette import Cassette
+        from runbook.output.jsonresult import dumps
+        from runbook.session import Session
+
         if (outputs is None) == (cassette is None):
             raise TypeError("give either outputs= or cassette=")
-        self._count += 1
-        stem = self.folder / f"{name}-{self._count}"
         if outputs is not None:
-            from runbook.hosts.cassette import Cassette
-
-            canned = stem.with_suffix(".cassette.yaml")
-            canned.write_text(Cassette.from_outputs(name, outputs, host).dumps(), encoding="utf-8")
-            cassette = canned
-        assert cassette is not None
-        json_path = stem.with_suffix(".json")
-        args = ["run", name, "--replay", os.fspath(cassette), "--json", str(json_path)]
-        args += ["--report", str(stem.with_suffix(".md")), "-q"]
-        for key, value in (params or {}).items():
-            args += ["--param", f"{key}={_param_text(value)}"]
-        if keyword is not None:
-            args += ["-k", keyword]
-        return self._invoke(args, json_path)
-
-    def _invoke(self, args: list[str], json_path: Path) -> RunbookResult:
-        from click.testing import CliRunner
-
-        from runbook.cli.main import cli
-
-        done = CliRunner().invoke(cli, args, catch_exceptions=False)
-        if not json_path.exists():
-            raise RuntimeError(f"runbook {' '.join(args)} failed:\n{done.output}")
-        return RunbookResult(json.loads(json_path.read_text(encoding="utf-8")), done.output)
+            tape, source = Cassette.from_outputs(name, outputs, host), "the canned outputs"
+        else:
+            assert cassette is not None
+            tape, source = Cassette.load(Path(cassette)), os.fspath(cassette)
+        overrides = {key: _param_text(value) for key, value in (params or {}).items()}
+        terminal = io.StringIO()
+        with Session.start({"verbosity": -1, "stream": terminal}) as session:
+            runbook = session.lookup(name)
+            session.replay(runbook, tape, source)
+            options = session.default_options(
+                targets=tape.targets(), params={**tape.params, **overrides}, keyword=keyword
+            )
+            result = session.run(runbook, options)
+        return RunbookResult(json.loads(dumps(result)), terminal.getvalue())
 
 
 def _param_text(value: object) -> str:
@@ -151,9 +141,9 @@ def runbook_runner(
 ) -> Iterator[RunbookRunner]:
     """Run runbooks of this project against canned outputs or cassettes (no target contacted).
 
-    Results and the audit log of these runs go to a temporary folder.
+    The audit log of these runs goes to a temporary folder; nothing else is written.
     """
     folder = tmp_path_factory.mktemp("runbook")
     monkeypatch.setenv("RUNBOOK_AUDIT_LOG", str(folder / "audit.jsonl"))
     monkeypatch.setenv("NO_COLOR", "1")
-    yield RunbookRunner(folder)
+    yield RunbookRunner()

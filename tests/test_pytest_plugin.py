@@ -154,3 +154,31 @@ def test_the_runner_needs_outputs_or_a_cassette(team_repo):
         """,
     )
     team_repo.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_canned_outputs_run_in_process_and_write_no_file(team_repo):
+    # The run goes through the Session API: no CliRunner, no cassette file for the
+    # canned outputs, no report or JSON to read back; only the audit log is kept.
+    _test_file(
+        team_repo,
+        f"""
+        from pathlib import Path
+
+        import click.testing
+
+        def test_no_files(runbook_runner, tmp_path_factory, monkeypatch):
+            def no_cli(*args, **kwargs):
+                raise AssertionError("the runner went through the command line")
+
+            monkeypatch.setattr(click.testing.CliRunner, "invoke", no_cli)
+            result = runbook_runner.run(
+                "disk-almost-full", outputs={{"df -P -k /": {DF.format(used=97)!r}}}
+            )
+            assert result.statuses == {{"filesystem-full": "ruled_in"}}
+            files = [p for p in tmp_path_factory.getbasetemp().rglob("*") if p.is_file()]
+            assert [p.name for p in files] == ["audit.jsonl"]
+            assert not Path("runbook-reports").exists()
+        """,
+    )
+    outcome = team_repo.runpytest("-p", "no:cacheprovider")
+    outcome.assert_outcomes(passed=1)

@@ -170,7 +170,13 @@ class TerminalReporter:
 
 @hookimpl
 def runbook_configure(config: Config) -> None:
-    """Register the terminal reporter with the verbosity and stream from the command line."""
-    stream = sys.stderr if config.options.get("stdout_is_data") else sys.stdout
+    """Register the terminal reporter with the verbosity and stream from the command line.
+
+    The stream is standard output, standard error when standard output carries the
+    report or JSON (``-``), or the ``stream`` option (the pytest plugin captures it).
+    """
+    stream = config.options.get("stream") or (
+        sys.stderr if config.options.get("stdout_is_data") else sys.stdout
+    )
     reporter = TerminalReporter(config.options.get("verbosity", 0), stream)
     config.pluginmanager.register(reporter, "terminalreporter")
