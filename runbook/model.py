@@ -18,8 +18,7 @@ from runbook.fixtures import FixtureDef
 from runbook.fixtures import argnames
 from runbook.fixtures import fixtures_in
 from runbook.outcomes import CollectionError
-
-SEVERITIES = ("P0", "P1", "P2", "P3", "P4")
+from runbook.severity import SEVERITIES
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

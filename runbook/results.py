@@ -6,7 +6,6 @@ Reporters receive these records through hooks and never import the runner.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import linecache
 import traceback
 from typing import Any
@@ -21,6 +20,7 @@ from runbook.outcomes import Skipped
 from runbook.steps import NOT_SECRET
 from runbook.steps import CommandRecord
 from runbook.steps import Evidence
+from runbook.timestamps import isotime
 
 SCHEMA = "runbook.result/1"
 
@@ -252,14 +252,6 @@ class RunResult:
             "sections": [{"title": t, "body": b} for t, b in self.sections],
             "report": self.report,
         }
-
-
-def isotime(timestamp: float, precise: bool = False) -> str:
-    """Format a UNIX time as UTC ISO 8601 with a ``Z``, to the second or millisecond."""
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
-    if precise:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _evidence_list(items: tuple[Evidence, ...]) -> list[dict[str, str]]:

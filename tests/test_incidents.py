@@ -10,8 +10,8 @@ import pytest
 from runbook.incident.store import Event
 from runbook.incident.store import IncidentStore
 from runbook.incident.store import check_id
-from runbook.incident.store import utcnow
 from runbook.outcomes import UsageError
+from runbook.timestamps import isotime
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,9 @@ def test_the_timeline_is_append_only_and_read_back_in_time_order(tmp_path):
 def test_update_changes_the_incident_and_records_why(tmp_path):
     store = IncidentStore(tmp_path)
     incident = store.open("Disk")["id"]
-    store.update(incident, Event(utcnow(), "status", "status: resolved"), status="resolved")
+    store.update(
+        incident, Event(isotime(precise=True), "status", "status: resolved"), status="resolved"
+    )
     assert store.load(incident)["status"] == "resolved"
     assert store.events(incident)[-1].kind == "status"
     assert not (tmp_path / incident / "incident.json.tmp").exists()
@@ -98,5 +100,5 @@ def test_unknown_incidents_are_usage_errors_and_leave_no_folder(tmp_path):
     with pytest.raises(UsageError, match="unknown incident 'INC-X'"):
         store.append("INC-X", "note", "hi")
     with pytest.raises(UsageError, match="unknown incident"):
-        store.update("INC-X", Event(utcnow(), "status", "x"), status="resolved")
+        store.update("INC-X", Event(isotime(precise=True), "status", "x"), status="resolved")
     assert not (tmp_path / "INC-X").exists()

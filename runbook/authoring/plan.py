@@ -20,8 +20,8 @@ from runbook.engine.runner import make_backend
 from runbook.files import write_private
 from runbook.hosts.host import host_name
 from runbook.outcomes import ExitCode
-from runbook.output.report import markdown_table
 from runbook.output.stepsummary import append_step_summary
+from runbook.output.templating import markdown_table
 
 if TYPE_CHECKING:
     from runbook.authoring.lint import Finding

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runbook.output.report import markdown_table
+from runbook.output.templating import markdown_table
 
 if TYPE_CHECKING:
     from runbook.model import Runbook

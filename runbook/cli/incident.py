@@ -104,12 +104,12 @@ def status(incident_id: str, status: str, message: str | None) -> int:
     from runbook.incident.statusupdate import failures
     from runbook.incident.store import Event
     from runbook.incident.store import IncidentStore
-    from runbook.incident.store import utcnow
+    from runbook.timestamps import isotime
 
     config = open_session().config  # with every plugin: third-party notifiers too
     store = IncidentStore.from_config(config)
     operator = _operator()
-    now = utcnow()
+    now = isotime(precise=True)
     text = f"status: {status}" + (f": {_clean(message)}" if message else "") + f" ({operator})"
     changes = {"status": status, "resolved_at": now if status == "resolved" else None}
     current = store.update(
@@ -128,11 +128,11 @@ def status(incident_id: str, status: str, message: str | None) -> int:
 def severity(incident_id: str, severity: str) -> int:
     """Set the severity of incident ID: P0 (outage) .. P4 (informational)."""
     from runbook.incident.store import Event
-    from runbook.incident.store import utcnow
+    from runbook.timestamps import isotime
 
     operator = _operator()
     event = Event(
-        utcnow(),
+        isotime(precise=True),
         "severity",
         f"severity {severity} ({operator})",
         {"severity": severity, "set_by": f"operator {operator}"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,11 +12,12 @@ import click
 
 from runbook.cli import open_session
 from runbook.files import check_writable
-from runbook.model import SEVERITIES
 from runbook.outcomes import ExitCode
 from runbook.outcomes import UsageError
 from runbook.records import Confirm
 from runbook.session import combined_exit_code
+from runbook.severity import SEVERITIES
+from runbook.timestamps import file_stamp
 
 if TYPE_CHECKING:
     from runbook.config import Config
@@ -44,10 +44,6 @@ def _incident_severity(config: Config, incident: str | None) -> str | None:
     state = store.load(incident)
     by_operator = str(state.get("severity_set_by") or "").startswith("operator")
     return state.get("severity") if by_operator else None
-
-
-def _timestamp() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _display(path: Path) -> str:
@@ -280,7 +276,7 @@ def _run_all(
     options: RunOptions,
     given: tuple[str | None, ...],
 ) -> int:
-    stamp = _timestamp()
+    stamp = file_stamp()
     prepared = []
     for runbook in runbooks:
         with_files = _with_result_files(session, options, runbook.name, stamp, given)
@@ -313,7 +309,7 @@ def _dry_run(
     from runbook.authoring.plan import write_plan
 
     to_stderr = "-" in given
-    stamp = _timestamp()
+    stamp = file_stamp()
     codes = []
     for runbook in runbooks:
         with_files = _with_result_files(session, options, f"{runbook.name}-plan", stamp, given)

@@ -13,7 +13,6 @@ with ``CassetteMiss``, which makes its check an ``error`` that names it.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import threading
 from collections.abc import Callable
 from collections.abc import Generator
@@ -32,6 +31,7 @@ from runbook.outcomes import CommandTimeout
 from runbook.outcomes import HostUnavailable
 from runbook.outcomes import UsageError
 from runbook.steps import current_step
+from runbook.timestamps import isotime
 
 if TYPE_CHECKING:
     from runbook.config import Config
@@ -380,10 +380,6 @@ def _clock() -> float:
     return time.perf_counter()
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class CassetteRecorder:
     """Registered for ``--record FILE``: wraps every backend and writes the cassette."""
 
@@ -410,7 +406,9 @@ class CassetteRecorder:
     @hookimpl
     def runbook_run_started(self, run: RunStart) -> None:
         self._redact = run.redact
-        self.cassette = Cassette(run.runbook.name, recorded_at=_now(), params=dict(run.overrides))
+        self.cassette = Cassette(
+            run.runbook.name, recorded_at=isotime(), params=dict(run.overrides)
+        )
         for target in run.targets:
             recording = self._recording.get(target.spec)
             if recording is not None:

@@ -20,7 +20,7 @@ PROBLEM_OUTCOMES = ("error", "timeout", "blocked")
 
 def render_postmortem(store: IncidentStore, incident_id: str, template: Path | None = None) -> str:
     """Render the post-mortem draft of an incident."""
-    from runbook.output.report import load_template
+    from runbook.output.templating import load_template
 
     incident = store.load(incident_id)
     data = context(

@@ -199,12 +199,12 @@ class IncidentRecorder:
         if suggested is None:
             return
         from runbook.incident.store import Event
-        from runbook.incident.store import utcnow
+        from runbook.timestamps import isotime
 
         incident = self.store.load(incident_id)
         if incident.get("severity") is None:
             event = Event(
-                utcnow(),
+                isotime(precise=True),
                 "severity",
                 f"severity {suggested}, suggested by {name}",
                 {"severity": suggested, "set_by": f"runbook {name}"},
@@ -225,7 +225,7 @@ class IncidentRecorder:
     def _move(self, status: str, state: str) -> None:
         """Move the incident forward to ``status`` (if it is not further yet) and announce."""
         from runbook.incident.store import Event
-        from runbook.incident.store import utcnow
+        from runbook.timestamps import isotime
 
         if self.incident_id is None:
             return
@@ -234,7 +234,9 @@ class IncidentRecorder:
             return
         new = later(incident["status"], status)
         if new != incident["status"]:
-            event = Event(utcnow(), "status", f"status: {new}", {"status": new, "by": "runbook"})
+            event = Event(
+                isotime(precise=True), "status", f"status: {new}", {"status": new, "by": "runbook"}
+            )
             incident = self.store.update(self.incident_id, event, status=new)
         self._announce(incident, new, state)
 

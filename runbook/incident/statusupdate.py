@@ -35,7 +35,7 @@ def make_update(
     now: float | None = None,
 ) -> StatusUpdate:
     """Build and render a status update of ``incident`` moving to (or staying at) ``status``."""
-    from runbook.incident.store import isotime
+    from runbook.timestamps import isotime
 
     moment = time.time() if now is None else now
     severity = incident.get("severity")
@@ -47,15 +47,17 @@ def make_update(
         severity=severity,
         impact=str(incident.get("impact") or ""),
         current_state=current_state,
-        sent_at=isotime(moment),
-        next_update_at=None if status == "resolved" else isotime(moment + minutes * 60),
+        sent_at=isotime(moment, precise=True),
+        next_update_at=None
+        if status == "resolved"
+        else isotime(moment + minutes * 60, precise=True),
     )
     return dataclasses.replace(update, text=render(update, template))
 
 
 def render(update: StatusUpdate, template: Path | None = None) -> str:
     """Render the text of an update with the built-in template or ``template``."""
-    from runbook.output.report import load_template
+    from runbook.output.templating import load_template
 
     return load_template(template, DEFAULT_TEMPLATE).render(update=update).strip() + "\n"
 

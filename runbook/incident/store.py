@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import fcntl
 import json
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +22,8 @@ from typing import Any
 
 from runbook.files import write_private
 from runbook.outcomes import UsageError
+from runbook.timestamps import file_stamp
+from runbook.timestamps import isotime
 
 if TYPE_CHECKING:
     from runbook.config import Config
@@ -32,17 +32,6 @@ if TYPE_CHECKING:
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ID_PREFIX = "INC"
-
-
-def utcnow() -> str:
-    """Return the current UTC time in ISO 8601 with milliseconds and a ``Z``."""
-    return isotime(time.time())
-
-
-def isotime(timestamp: float) -> str:
-    """Format a UNIX time the way the timeline stores it."""
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def check_id(incident_id: str) -> str:
@@ -97,7 +86,7 @@ class IncidentStore:
 
     def new_id(self) -> str:
         """Reserve and return the next free ``INC-YYYYMMDD-NNN`` of today (UTC)."""
-        day = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
+        day = file_stamp()[:8]
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         taken = [p.name for p in self.root.glob(f"{ID_PREFIX}-{day}-*")]
         number = max((int(n.rsplit("-", 1)[1]) for n in taken if n[-3:].isdigit()), default=0)
@@ -122,7 +111,7 @@ class IncidentStore:
     ) -> dict[str, Any]:
         """Create an incident (a new id unless ``incident_id`` is given) and return it."""
         incident_id = check_id(incident_id) if incident_id else self.new_id()
-        now = utcnow()
+        now = isotime(precise=True)
         incident = {
             "id": incident_id,
             "title": title,
@@ -171,7 +160,7 @@ class IncidentStore:
     def append(self, incident_id: str, kind: str, text: str, **data: Any) -> Event:
         """Add an event to the timeline, stamped now."""
         self.load(incident_id)
-        event = Event(utcnow(), kind, text, data)
+        event = Event(isotime(precise=True), kind, text, data)
         with self._locked(incident_id):
             self._append(incident_id, event)
         return event
@@ -186,7 +175,7 @@ class IncidentStore:
 
     def save_run(self, incident_id: str, name: str, data: dict[str, Any]) -> Path:
         """Keep the JSON result of a run of the incident; return where it went."""
-        stamp = str(data.get("started_at", utcnow())).replace("-", "").replace(":", "")
+        stamp = str(data.get("started_at", isotime(precise=True))).replace("-", "").replace(":", "")
         folder = self.folder(incident_id) / "runs"
         path = folder / f"{stamp}-{name}.json"
         counter = 1

@@ -9,7 +9,6 @@ arrive already redacted.
 
 from __future__ import annotations
 
-import datetime
 import re
 import socket
 import xml.etree.ElementTree as ET
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 from runbook.files import check_writable
 from runbook.files import write_private
 from runbook.markers import hookimpl
+from runbook.timestamps import isotime
 
 if TYPE_CHECKING:
     from runbook.config import Config
@@ -69,11 +69,10 @@ def runbook_configure(config: Config) -> None:
 def testsuite(result: RunResult) -> ET.Element:
     """Return the ``<testsuite>`` of one run: its checks, and its unreachable hosts."""
     name = str(result.runbook.get("name", "runbook"))
-    started = datetime.datetime.fromtimestamp(result.started_at, datetime.UTC)
     suite = ET.Element(
         "testsuite",
         name=name,
-        timestamp=started.strftime("%Y-%m-%dT%H:%M:%S"),
+        timestamp=isotime(result.started_at).removesuffix("Z"),  # JUnit's has no zone
         hostname=socket.gethostname(),
         time=f"{result.finished_at - result.started_at:.3f}",
     )

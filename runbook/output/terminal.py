@@ -13,8 +13,8 @@ import click
 from tabulate import tabulate
 
 from runbook.markers import hookimpl
-from runbook.output.report import ACTION_WORDS
-from runbook.output.report import STATUS_WORDS
+from runbook.output.templating import ACTION_WORDS
+from runbook.output.templating import STATUS_WORDS
 
 if TYPE_CHECKING:
     from runbook.config import Config

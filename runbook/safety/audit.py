@@ -20,7 +20,6 @@ caller's job. The log is never rotated or rewritten.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import fcntl
 import hashlib
 import json
@@ -35,6 +34,7 @@ from typing import BinaryIO
 
 from runbook.markers import hookimpl
 from runbook.outcomes import UsageError
+from runbook.timestamps import isotime
 
 if TYPE_CHECKING:
     from runbook.config import Config
@@ -122,7 +122,7 @@ class AuditLog:
                 _keep_private(descriptor)
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
                 status = os.fstat(descriptor)
-                written.setdefault("time", _utc_now())
+                written.setdefault("time", isotime(precise=True))
                 written["prev"] = self._previous_hash(descriptor, status)
                 line = encode(written)
                 count = os.write(descriptor, line)
@@ -241,12 +241,6 @@ def _last_line_hash(descriptor: int, path: Path) -> str:
         if newline >= 0:
             return line_hash(tail[newline + 1 :])
     return line_hash(tail)
-
-
-def _utc_now() -> str:
-    """Return the current UTC time as ISO 8601 with milliseconds and a ``Z``."""
-    now = datetime.datetime.now(datetime.UTC)
-    return now.isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 class AuditPlugin:
