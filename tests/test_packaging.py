@@ -40,7 +40,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_maps_plugins_and_runbooks_under_the_runbook_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert "runbook/cli.py" in names
+    # Every module of every subpackage ships (a subpackage missing from pyproject would not).
+    modules = {str(path.relative_to(ROOT)) for path in (ROOT / "runbook").rglob("*.py")}
+    assert modules - set(names) == set()
     assert "runbook/templates/report.md.j2" in names
     assert "runbook/plugins/system.py" in names
     assert "runbook/library/high_cpu.py" in names
