@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from runbook.hosts.backend import Backend
     from runbook.model import ActionItem
     from runbook.model import CheckItem
+    from runbook.optionparser import OptionParser
     from runbook.records import Delivery
     from runbook.records import RunStart
     from runbook.records import StatusUpdate
@@ -42,6 +43,18 @@ def runbook_configure(config: Config) -> None:
 
     Historic: a plugin registered later (a ``runbookconf.py``) is called when it
     registers. Use it to read options from ``config`` and register further plugins.
+    """
+
+
+@hookspec
+def runbook_addoption(parser: OptionParser) -> None:
+    """Declare options of ``runbook run`` with ``parser.addoption(...)``.
+
+    Called before the command line is parsed, for the built-in plugins and those
+    named in the configuration (entry-point and ``runbookconf.py`` plugins load
+    later: they read configuration keys instead). A value given on the command
+    line reaches ``config.get(name)``, which otherwise reads the configuration
+    key of the same name.
     """
 
 

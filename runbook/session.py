@@ -50,17 +50,27 @@ class Session:
         self._closed = False
 
     @classmethod
-    def start(cls, options: Mapping[str, Any] | None = None, *, cwd: Path | None = None) -> Session:
+    def start(
+        cls,
+        options: Mapping[str, Any] | None = None,
+        *,
+        cwd: Path | None = None,
+        config: Config | None = None,
+    ) -> Session:
         """Load the configuration found from ``cwd`` (default: the working directory),
         register the plugins and collect the runbooks.
 
         ``options`` are command-line settings that win over the configuration file
-        (``verbosity``, ``known_hosts``, ``junit_xml``, ...).
+        (``verbosity``, ``known_hosts``, ``junit_xml``, ...). A ``config`` already
+        loaded (to ask plugins for their options) is used instead of loading it again.
         """
         from runbook.collect import collect
         from runbook.pluginmanager import load_config
 
-        config = load_config(options, start=cwd)
+        if config is None:
+            config = load_config(options, start=cwd)
+        else:
+            config.options.update(options or {})
         return cls(config, collect(config))
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "runbook.importing",
             "runbook.keywords",
             "runbook.timestamps",
+            "runbook.optionparser",
         ],
     ),
     (

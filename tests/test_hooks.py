@@ -45,8 +45,14 @@ PLUGIN = '''
 
 
     @hookimpl
+    def runbook_addoption(parser):
+        log("runbook_addoption")
+        parser.addoption("--page", metavar="TEAM", help="Page TEAM when something is ruled in.")
+
+
+    @hookimpl
     def runbook_configure(config):
-        log("runbook_configure", rootdir=str(config.rootdir))
+        log("runbook_configure", rootdir=str(config.rootdir), page=config.get("page"))
 
 
     @hookimpl
@@ -177,13 +183,21 @@ def test_every_hook_is_called_as_documented(project):
     made = project.root / "made-by-check"
     project.write("more/runbookconf.py", SCRATCH.format(path=made))
     result, data = project.run_json(
-        "hooked", "-H", "echo://web1", "--execute", "--yes", "--incident", "INC-HOOKS"
+        "hooked",
+        "-H",
+        "echo://web1",
+        "--execute",
+        "--yes",
+        "--incident",
+        "INC-HOOKS",
+        "--page",
+        "db-team",
     )
     assert result.exit_code == 1, result.output
     calls = read_log(project)
     names = [call["hook"] for call in calls]
-    assert names[0] == "runbook_configure"
-    assert names[1] == "runbook_collect"
+    assert names[:3] == ["runbook_addoption", "runbook_configure", "runbook_collect"]
+    assert calls[1]["page"] == "db-team"  # the plugin's own option reached it
     assert names[-1] == "runbook_unconfigure"
     assert {
         "hook": "runbook_run_started",

@@ -13,10 +13,15 @@ if TYPE_CHECKING:
     from runbook.collect import Collection
 
 
+#: Where a command that built the configuration early (``run``) leaves it for its session.
+CONFIG_KEY = "runbook.config"
+
+
 def open_session(**options: Any) -> Session:
     """Start a ``Session`` for the current command; it is closed when the command ends."""
-    session = Session.start(options)
     context = click.get_current_context(silent=True)
+    config = context.meta.get(CONFIG_KEY) if context is not None else None
+    session = Session.start(options, config=config)
     if context is not None:
         context.call_on_close(session.close)
     return session

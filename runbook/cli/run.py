@@ -7,9 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from typing import Any
 
 import click
 
+from runbook.cli import CONFIG_KEY
 from runbook.cli import open_session
 from runbook.files import check_writable
 from runbook.outcomes import ExitCode
@@ -26,6 +28,28 @@ if TYPE_CHECKING:
     from runbook.records import RunOptions
     from runbook.results import HypothesisResult
     from runbook.session import Session
+
+
+class RunCommand(click.Command):
+    """``runbook run``, with the options that plugins declare (``runbook_addoption``).
+
+    The plugin manager is built before the arguments are parsed, as pytest does,
+    and handed to the session the command then opens.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from runbook.optionparser import OptionParser
+        from runbook.pluginmanager import load_config
+
+        config = load_config()
+        parser = OptionParser()
+        config.hook.runbook_addoption(parser=parser)
+        # The command's own options are kept apart: the plugins may differ between calls.
+        own = self.__dict__.setdefault("own_params", list(self.params))
+        known = {name for param in own for name in param.opts}
+        self.params = own + [option for option in parser.options if known.isdisjoint(option.opts)]
+        ctx.meta[CONFIG_KEY] = config
+        return super().parse_args(ctx, args)
 
 
 def _incident_id(value: str | None) -> str | None:
@@ -72,7 +96,9 @@ def _confirmer(yes: bool) -> Confirm:
     return confirm
 
 
-@click.command(short_help="Investigate with runbooks NAME... (read-only unless --execute).")
+@click.command(
+    cls=RunCommand, short_help="Investigate with runbooks NAME... (read-only unless --execute)."
+)
 @click.argument("names", nargs=-1, required=True, metavar="NAME [NAME...]")
 @click.option(
     "-H",
@@ -87,16 +113,6 @@ def _confirmer(yes: bool) -> Confirm:
     "--inventory",
     type=click.Path(dir_okay=False),
     help="Inventory of hosts and groups (Ansible-style INI or YAML); -H takes their names.",
-)
-@click.option(
-    "--known-hosts",
-    type=click.Path(dir_okay=False),
-    help="known_hosts file for SSH host keys (default ~/.ssh/known_hosts).",
-)
-@click.option(
-    "--accept-new-host-keys",
-    is_flag=True,
-    help="Trust and record the key of a host never seen before (a changed key is refused).",
 )
 @click.option(
     "--param",
@@ -128,11 +144,6 @@ def _confirmer(yes: bool) -> Confirm:
 )
 @click.option("--report", metavar="PATH|-", help="Markdown report path ('-' for stdout).")
 @click.option("--json", "json_path", metavar="PATH|-", help="JSON result path ('-' for stdout).")
-@click.option(
-    "--junit-xml",
-    type=click.Path(dir_okay=False),
-    help="Also write JUnit XML: a testcase per check and host (for CI).",
-)
 @click.option(
     "--forks",
     type=click.IntRange(1),
@@ -167,16 +178,14 @@ def run(
     replay: str | None,
     report: str | None,
     json_path: str | None,
-    junit_xml: str | None,
     forks: int | None,
     inventory: str | None,
-    known_hosts: str | None,
-    accept_new_host_keys: bool,
     timeout: float | None,
     incident: str | None,
     severity: str | None,
     verbose: int,
     quiet: int,
+    **plugin_options: Any,
 ) -> int:
     """Run runbooks NAME... against targets (read-only unless --execute).
 
@@ -196,8 +205,6 @@ def run(
     Exit status: 0 nothing found, 1 a hypothesis ruled in or a check failed,
     2 interrupted, 3 internal error, 4 usage error, 5 nothing selected.
     """
-    if dry_run and junit_xml:
-        raise UsageError("--junit-xml holds check results, and a --dry-run runs no check")
     if len(names) > 1 and any(p not in (None, "-") for p in (report, json_path)):
         raise UsageError("--report/--json name one file: give them with a single runbook")
     if record and replay:
@@ -205,12 +212,12 @@ def run(
     from runbook.params import parse_assignments
 
     overrides = parse_assignments(list(params))
+    given = {key: value for key, value in plugin_options.items() if value not in (None, False)}
     session = open_session(
         verbosity=verbose - quiet,
         stdout_is_data="-" in (report, json_path),
-        known_hosts=known_hosts,
-        accept_new_host_keys=accept_new_host_keys or None,
-        junit_xml=junit_xml,
+        dry_run=dry_run,
+        **given,
     )
     runbooks = [session.lookup(name) for name in dict.fromkeys(names)]
     if replay:

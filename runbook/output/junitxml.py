@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING
 from runbook.files import check_writable
 from runbook.files import write_private
 from runbook.markers import hookimpl
+from runbook.outcomes import UsageError
 from runbook.timestamps import isotime
 
 if TYPE_CHECKING:
     from runbook.config import Config
+    from runbook.optionparser import OptionParser
     from runbook.results import CheckResult
     from runbook.results import RunResult
 
@@ -57,9 +59,21 @@ class JUnitXml:
 
 
 @hookimpl
+def runbook_addoption(parser: OptionParser) -> None:
+    """``runbook run --junit-xml PATH``."""
+    parser.addoption(
+        "--junit-xml",
+        metavar="PATH",
+        help="Also write JUnit XML: a testcase per check and host (for CI).",
+    )
+
+
+@hookimpl
 def runbook_configure(config: Config) -> None:
     """Register the writer when ``--junit-xml PATH`` was given."""
     path = config.options.get("junit_xml")
+    if path and config.options.get("dry_run"):
+        raise UsageError("--junit-xml holds check results, and a --dry-run runs no check")
     if path:
         config.pluginmanager.register(
             JUnitXml(check_writable(Path(path), "--junit-xml")), "junitxml-writer"

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from runbook.config import Config
     from runbook.hosts.backend import Backend
+    from runbook.optionparser import OptionParser
 
 #: Session channels open at once on one connection: OpenSSH's default ``MaxSessions``.
 MAX_SESSIONS = 10
@@ -210,6 +211,22 @@ class SSHBackend:
         return HostUnavailable(
             "unreachable", f"lost the SSH connection to {self.route[-1].label}: {reason(exc)}"
         )
+
+
+@hookimpl
+def runbook_addoption(parser: OptionParser) -> None:
+    """``runbook run --known-hosts FILE --accept-new-host-keys``."""
+    parser.addoption(
+        "--known-hosts",
+        metavar="FILE",
+        help="known_hosts file for SSH host keys (default ~/.ssh/known_hosts).",
+    )
+    parser.addoption(
+        "--accept-new-host-keys",
+        is_flag=True,
+        default=None,
+        help="Trust and record the key of a host never seen before (a changed key is refused).",
+    )
 
 
 @hookimpl
