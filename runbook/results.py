@@ -109,6 +109,20 @@ def classify(exc: BaseException | None) -> tuple[Outcome, Verdict | None, str, s
     return "error", "inconclusive", f"{type(exc).__name__}: {exc}", short_traceback(exc)
 
 
+def classify_action(exc: BaseException | None) -> tuple[ActionStatus, str]:
+    """Map an executed action's ending to (status, message), as ``classify`` does for checks.
+
+    ``skip()`` means the action found nothing to do (``not_needed``); a normal end or
+    ``rule_out``/``inconclusive`` means it ran; anything else is a failure.
+    """
+    outcome, _, message, _ = classify(exc)
+    if outcome == "skipped":
+        return "not_needed", message or "skipped by the action"
+    if outcome == "passed":
+        return "executed", message or "done"
+    return "failed", message
+
+
 def assertion_message(exc: AssertionError) -> str:
     """Return the assertion's message, or the failing ``assert`` line when it has none."""
     text = str(exc)

@@ -60,6 +60,23 @@ def test_verify_step_says_when_the_mitigation_did_not_work(project):
     assert "not verified: stuck still ruled in" in action["message"]
 
 
+def test_an_action_that_skips_is_not_needed_and_one_that_raises_failed(project):
+    flag = project.root / "stuck.flag"
+    flag.write_text("")
+    write(project, flag, "from runbook import skip; skip('the flag belongs to a live deploy')")
+    _, data = project.run_json("flag", "--execute", "--yes")
+    action = data["actions"][0]
+    assert (action["status"], action["message"]) == (
+        "not_needed",
+        "the flag belongs to a live deploy",
+    )
+    assert action["verification"] is None
+    write(project, flag, "raise RuntimeError('permission denied')")
+    _, data = project.run_json("flag", "--execute", "--yes")
+    action = data["actions"][0]
+    assert (action["status"], action["message"]) == ("failed", "RuntimeError: permission denied")
+
+
 def test_planned_and_declined_actions_are_not_verified(project):
     flag = project.root / "stuck.flag"
     flag.write_text("")

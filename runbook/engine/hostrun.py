@@ -30,6 +30,7 @@ from runbook.results import ActionStatus
 from runbook.results import CheckResult
 from runbook.results import HostResult
 from runbook.results import Verification
+from runbook.results import classify_action
 from runbook.safety.audithooks import framework_call
 from runbook.steps import Evidence
 from runbook.steps import Step
@@ -362,9 +363,7 @@ class HostRun:
             status, message = "failed", f"action did not finish within {timeout:g}s"
         else:
             self._finish_step(step)
-            status, message = (
-                ("failed", f"{type(error).__name__}: {error}") if error else ("executed", "done")
-            )
+            status, message = classify_action(error)
         result = ActionResult(
             item.id,
             self.name,
