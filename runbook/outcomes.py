@@ -23,7 +23,7 @@ class ExitCode(enum.IntEnum):
     INTERNAL_ERROR = 3
     #: Usage error: unknown runbook, bad parameter, bad option, bad inventory.
     USAGE_ERROR = 4
-    #: Nothing collected or selected.
+    #: Nothing collected or selected, or nothing tested (every check skipped).
     NO_CHECKS = 5
 
 

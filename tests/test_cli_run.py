@@ -589,3 +589,36 @@ def test_a_run_without_extensions_says_nothing_about_them(project):
     _, data = project.run_json("plain")
     assert data["read_only_extensions"] == []
     assert "Read-only extensions" not in (project.root / "plain.md").read_text()
+
+
+NOT_HERE = '''
+    """Not here."""
+    from runbook import check, hypothesis, skip
+
+    queue = hypothesis("queue-backlog", "The queue is backed up")
+
+    @check(tests=queue)
+    def queue_is_drained(host):
+        skip("no queue on this host")
+'''
+
+
+def test_a_run_that_tested_nothing_exits_5_and_says_so(project):
+    project.runbook("not_here", NOT_HERE)
+    result, data = project.run_json("not-here")
+    assert result.exit_code == 5, result.output
+    assert data["exit_code"] == 5
+    assert data["hypotheses"][0]["status"] == "untested"
+    assert any(w.startswith("nothing was tested") for w in data["warnings"])
+    assert "nothing was tested" in result.output
+    assert "nothing was tested" in (project.root / "not-here.md").read_text()
+
+
+def test_an_empty_host_list_is_a_usage_error(project):
+    project.runbook("not_here", NOT_HERE)
+    for hosts in ("", " , "):
+        result = project.invoke("run", "not-here", "-H", hosts)
+        assert result.exit_code == 4, result.output
+        assert "-H/--host names no target" in result.output
+        assert "Traceback" not in result.output
+    assert not (project.root / "runbook-reports").exists()

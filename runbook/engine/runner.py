@@ -47,6 +47,11 @@ from runbook.severity import decide
 from runbook.severity import suggest
 from runbook.verdicts import judge
 
+#: The warning of a run that tested nothing (it exits 5, not 0).
+_NOTHING_TESTED = (
+    "nothing was tested: every check was skipped, so no hypothesis was ruled in or out"
+)
+
 #: Targets reached at once unless ``--forks`` says otherwise.
 DEFAULT_FORKS = 16
 
@@ -255,6 +260,9 @@ class Run:
         hosts = tuple(h.result for h in self.host_runs)
         hypotheses = judge(self.runbook.hypotheses, self.host_names, checks)
         info = self.context.info
+        code = self._exit_code(interrupted, crashed, hypotheses, checks, actions, hosts)
+        if code == ExitCode.NO_CHECKS:
+            warnings.append(_NOTHING_TESTED)
         return RunResult(
             runbook={
                 "name": self.runbook.name,
@@ -268,9 +276,7 @@ class Run:
             operator=info.operator,
             started_at=info.started_at,
             finished_at=time.time(),
-            exit_code=int(
-                self._exit_code(interrupted, crashed, hypotheses, checks, actions, hosts)
-            ),
+            exit_code=int(code),
             hosts=hosts,
             hypotheses=hypotheses,
             checks=checks,
@@ -319,4 +325,8 @@ class Run:
             or any(a.status == "failed" for a in actions)
         ):
             return ExitCode.FINDINGS
+        if all(r.outcome == "skipped" for r in checks) and all(
+            h.status == "untested" for h in hypotheses
+        ):
+            return ExitCode.NO_CHECKS  # a green run must have looked at something
         return ExitCode.OK
