@@ -39,8 +39,8 @@ PARAMS = {
     "max_blocked_per_cpu": 1.0,
     # Percent of CPU time taken by the hypervisor above which steal is the cause.
     "steal_percent": 10.0,
-    # The service that the restart action restarts.
-    "service": "app",
+    # The systemd unit that the restart action restarts (the operator names it).
+    "service": str,
 }
 TAGS = ["cpu", "performance", "linux"]
 

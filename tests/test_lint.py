@@ -188,7 +188,7 @@ READ_ONLY_CHECKS = '''
     """Writes."""
     from runbook import action, check, hypothesis
 
-    PARAMS = {"service": "app", "path": "/var/log/app.log"}
+    PARAMS = {"service": "nginx", "path": "/var/log/app.log"}
     RESTART = "systemctl restart nginx"
     h = hypothesis("h", "H")
 
