@@ -22,6 +22,7 @@ from typing import Any
 from runbook import action
 from runbook import check
 from runbook import evidence
+from runbook import hookimpl
 from runbook import hypothesis
 from runbook import inconclusive
 from runbook import rule_in
@@ -248,3 +249,29 @@ def restart_service(host: Host, params: Any) -> None:
     if not params.service:
         skip("set the service parameter to the service of a process the checks named")
     host.restart_service(params.service)
+
+
+#: The severity each ruled-in hypothesis suggests (P0..P4 as in docs/incidents.md):
+#: P1 when connections are refused (the symptom).
+#: One level less when the symptom check ran and did not confirm the symptom; nothing
+#: ruled in: P1 when connections are refused, else none.
+SEVERITY_BY_FINDING = {
+    "too-many-connections": "P2",
+    "fd-limit": "P2",
+    "postgres-max-connections": "P2",
+}
+
+
+@hookimpl
+def runbook_suggest_severity(result: Any) -> str | None:
+    """Suggest a severity from what this run found; None when it found nothing."""
+    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
+    if found and "failed" in [c.outcome for c in result.checks if not c.tests]:
+        found.append("P1")  # accept queues full or no file handles left: clients are refused
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    if not found:
+        return "P1" if "failed" in symptoms else None
+    level = min(found)  # "P0" < "P4": the most severe
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level

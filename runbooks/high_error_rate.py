@@ -19,6 +19,7 @@ from typing import Any
 from runbook import action
 from runbook import check
 from runbook import evidence
+from runbook import hookimpl
 from runbook import hypothesis
 from runbook import rule_in
 from runbook import skip
@@ -284,3 +285,26 @@ def roll_back_deploy(host: Host, params: Any) -> None:
     evidence("Rollback", result)
     if not result.succeeded:
         raise RuntimeError(f"rollback failed: {result.stderr.strip()}")
+
+
+#: The severity each ruled-in hypothesis suggests (P0..P4 as in docs/incidents.md).
+#: One level less when the symptom check ran and did not confirm the symptom; nothing
+#: ruled in: P2 when errors fill the window, else none.
+SEVERITY_BY_FINDING = {
+    "error-spike": "P2",
+    "recent-deploy": "P2",
+    "dependency-refusing": "P2",
+}
+
+
+@hookimpl
+def runbook_suggest_severity(result: Any) -> str | None:
+    """Suggest a severity from what this run found; None when it found nothing."""
+    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    if not found:
+        return "P2" if "failed" in symptoms else None
+    level = min(found)  # "P0" < "P4": the most severe
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level

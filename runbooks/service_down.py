@@ -18,6 +18,7 @@ from typing import Any
 from runbook import action
 from runbook import check
 from runbook import evidence
+from runbook import hookimpl
 from runbook import hypothesis
 from runbook import rule_in
 from runbook import skip
@@ -238,3 +239,32 @@ def restart_service(host: Host, params: Any) -> None:
     host.restart_service(params.service)
     status = host.run("systemctl is-active %s", params.service)
     evidence(f"systemctl is-active {params.service}", status)
+
+
+#: The severity each ruled-in hypothesis suggests (P0..P4 as in docs/incidents.md):
+#: an expired certificate is P1.
+#: One level less when the symptom check ran and did not confirm the symptom; nothing
+#: ruled in: P1 when the service does not answer (no cause found), else none.
+SEVERITY_BY_FINDING = {
+    "process-not-running": "P1",
+    "port-not-listening": "P1",
+    "health-check-failing": "P1",
+    "dns-not-resolving": "P1",
+    "tls-certificate-expiring": "P3",
+}
+
+
+@hookimpl
+def runbook_suggest_severity(result: Any) -> str | None:
+    """Suggest a severity from what this run found; None when it found nothing."""
+    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
+    expired = [c for c in result.checks if c.outcome == "failed" and " expired " in c.message]
+    if any("tls-certificate-expiring" in c.tests for c in expired):
+        found.append("P1")  # clients refuse it now; "expiring" alone has no impact yet
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    if not found:
+        return "P1" if "failed" in symptoms else None
+    level = min(found)  # "P0" < "P4": the most severe
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level
