@@ -106,6 +106,8 @@ def resolve_params(
             close = difflib.get_close_matches(key, list(defaults), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UsageError(f"unknown parameter {key!r}.{hint} Known parameters: {known}")
+        if is_required(defaults[key]) and not raw.strip():
+            continue  # ``--param port=`` (an empty CI variable) supplies nothing
         values[key] = coerce(key, raw, defaults[key])
     unset = [key for key in defaults if key not in values]
     return Params(values, secrets, unset)

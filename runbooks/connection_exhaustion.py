@@ -199,7 +199,7 @@ def postgres_below_max_connections(postgres: PostgresClient, params: Any) -> Non
     connections ordinary roles may open before PostgreSQL refuses them.
     """
     if not params.pg_dsn:
-        skip("no pg_dsn configured")
+        skip("needs --param pg_dsn=DSN")
     usage = postgres.connections()
     usable = max(usage.max_connections - usage.reserved, 1)
     percent = 100.0 * usage.total / usable

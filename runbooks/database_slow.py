@@ -52,7 +52,7 @@ lock_waits = hypothesis("lock-waits", "Sessions wait for locks that other sessio
 saturation = hypothesis("connection-saturation", "Client connections are close to max_connections")
 cache_misses = hypothesis("low-cache-hit-ratio", "Reads miss the buffer cache and go to disk")
 
-_NOT_CONFIGURED = "no pg_dsn configured (and no PGHOST, PGSERVICE or PGDATABASE set)"
+_NOT_CONFIGURED = "needs --param pg_dsn=DSN (or PGHOST, PGSERVICE or PGDATABASE set)"
 
 
 def _require(postgres: PostgresClient) -> None:

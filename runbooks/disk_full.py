@@ -133,6 +133,8 @@ def no_huge_files(disk: Disk, params: Any) -> None:
     floor = _floor(usage, params.huge_file_mb, params.huge_file_percent)
     scan = disk.largest_files(params.path, limit=params.files_listed, min_bytes=floor)
     evidence(f"Files of at least {_mib(floor)} on {usage.mount}", list(scan.files))
+    if scan.unreadable:
+        evidence("Not readable by this user", "\n".join(scan.unreadable))
     if scan.files:
         rule_in(
             "; ".join(
@@ -144,7 +146,6 @@ def no_huge_files(disk: Disk, params: Any) -> None:
         )
     # Folders that could not be read matter only if they could hold a huge file.
     if scan.unreadable and _could_hide(usage, floor):
-        evidence("Not readable by this user", "\n".join(scan.unreadable))
         inconclusive(
             f"no file of {_mib(floor)} or more found, but {len(scan.unreadable)} folder(s) "
             f"could not be read (first: {scan.unreadable[0]}); run as root to see them"
@@ -163,6 +164,8 @@ def no_deleted_files_held_open(disk: Disk, params: Any) -> None:
     scan = disk.deleted_open_files(params.path)
     held = sum(file.allocated_bytes for file in scan.files)
     evidence("Deleted files still open, on this filesystem", list(scan.files))
+    if scan.unreadable:
+        evidence("Processes whose open files could not be read", "\n".join(scan.unreadable))
     if held >= floor:
         by_process: dict[tuple[int, str], int] = {}
         for file in scan.files:
@@ -179,7 +182,6 @@ def no_deleted_files_held_open(disk: Disk, params: Any) -> None:
         )
     # Processes that could not be read matter only if what is in use could reach the floor.
     if scan.unreadable and _could_hide(usage, floor):
-        evidence("Processes whose open files could not be read", "\n".join(scan.unreadable))
         count = len(scan.unreadable)
         inconclusive(
             f"deleted open files hold {_mib(held)} (threshold {_mib(floor)}), but the "

@@ -56,7 +56,7 @@ PARAMS = {
     # The dependency as host:port, probed from the target; "" skips the probe.
     "dependency": "",
     # A log line saying a connection was refused, as an awk ERE.
-    "refused_pattern": "Connection refused|ECONNREFUSED",
+    "refused_pattern": "[Cc]onnection refused|ECONNREFUSED",
     # Refused-connection lines in the window from which the dependency is blamed.
     "refused_min": 1,
     # The command that rolls the service back (split like a shell would, run without one).
@@ -183,7 +183,7 @@ def errors_predate_the_last_restart(logs: LogCounter, host: Host, params: Any) -
     matching ``restart_pattern`` in the log.
     """
     if not params.service and not params.restart_pattern:
-        skip("no service and no restart_pattern configured")
+        skip("needs --param service=PROCESS or --param restart_pattern=ERE")
     counts = _counts(logs, params, params.error_pattern)
     starts: list[tuple[dt.datetime, str]] = []
     if params.service:
@@ -257,7 +257,7 @@ def log_shows_no_refused_connections(logs: LogCounter, params: Any) -> None:
 def dependency_accepts_connections(http: HttpClient, host: Host, params: Any) -> None:
     """Rule ``dependency-refusing`` out when the target can connect to ``dependency``."""
     if not params.dependency:
-        skip("no dependency configured")
+        skip("needs --param dependency=HOST:PORT")
     dep_host, dep_port = _dependency(params)
     connected = http.tcp_connect(dep_host, dep_port)
     evidence("TCP connect", [{"to": params.dependency, "from": host.name, "connected": connected}])

@@ -144,6 +144,12 @@ def test_a_quiet_machine_rules_nothing_in(project):
         item["title"] for item in checks["tcp_connections_within_limits"]["evidence"]
     }
     assert {a["status"] for a in data["actions"]} == {"not_needed"}
+    # Nothing found: no severity is claimed, neither suggested nor the runbook's P1 default.
+    assert (data["severity"], data["severity_suggested"], data["severity_source"]) == (
+        None,
+        None,
+        None,
+    )
     assert_read_only(data)
     assert result.exit_code == 0, result.output
 
@@ -214,7 +220,7 @@ def assert_no_password(project, pg, result, data, audit_log) -> None:
 def test_the_postgres_check_is_skipped_without_a_dsn(project):
     _, data = project.run_json("connection-exhaustion")
     check = by_id(data["checks"])["postgres_below_max_connections"]
-    assert (check["outcome"], check["message"]) == ("skipped", "no pg_dsn configured")
+    assert (check["outcome"], check["message"]) == ("skipped", "needs --param pg_dsn=DSN")
     assert statuses(data)["postgres-max-connections"] == "untested"
 
 
