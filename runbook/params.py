@@ -122,6 +122,7 @@ class Params(Mapping[str, Any]):
     """
 
     __slots__ = ("_secrets", "_unset", "_values")
+    _unset: tuple[str, ...]
 
     def __init__(
         self, values: Mapping[str, Any], secrets: Iterable[str] = (), unset: Iterable[str] = ()

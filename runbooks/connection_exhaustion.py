@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 PARAMS = {
     # TCP sockets (any state but LISTEN) above which there are too many connections.
     "connections_threshold": 10000,
-    # Sockets in TIME-WAIT above which they pile up (ephemeral ports run out).
+    # Sockets in TIME-WAIT above which they pile up (ephemeral ports run out) ...
     "time_wait_threshold": 5000,
+    # ... or above this percent of the ephemeral port range, when that is smaller.
+    "time_wait_ports_percent": 50.0,
     # Percent of its open-files soft limit at which a process is near it.
     "fd_percent": 90.0,
     # How many endpoints and processes the evidence tables list.
@@ -125,13 +127,21 @@ def tcp_connections_within_limits(host: Host, params: Any) -> None:
         if owners:
             problem += f"; held most by {_most(owners)}"
         problems.append(problem)
-    if len(waiting) > params.time_wait_threshold:
+    ports = _ephemeral_ports(host)
+    wait_limit = min(params.time_wait_threshold, int(params.time_wait_ports_percent / 100 * ports))
+    if len(waiting) > wait_limit:
         waits = Counter(row.peer for row in waiting)
         problems.append(
-            f"{len(waiting)} sockets in TIME-WAIT (threshold {params.time_wait_threshold}), "
-            f"most to {_most(waits, 3)}"
+            f"{len(waiting)} sockets in TIME-WAIT (threshold {wait_limit}; {ports} ephemeral "
+            f"ports), most to {_most(waits, 3)}"
         )
     assert not problems, "; ".join(problems)
+
+
+def _ephemeral_ports(host: Host) -> int:
+    """Return how many local ports outgoing connections may use (ip_local_port_range)."""
+    low, high = host.read_text("/proc/sys/net/ipv4/ip_local_port_range").split()[:2]
+    return int(high) - int(low) + 1
 
 
 @check(tests=fd_limit)

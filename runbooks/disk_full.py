@@ -83,7 +83,7 @@ def _floor(usage: DiskUsage, mib: float, percent: float) -> int:
 
 def _could_hide(usage: DiskUsage, floor: int) -> bool:
     """True when what a scan could not read may hold ``floor`` bytes: as much is in use."""
-    return usage.used_kb * 1024 >= floor
+    return bool(usage.used_kb * 1024 >= floor)
 
 
 @check

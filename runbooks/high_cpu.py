@@ -89,9 +89,14 @@ def run_queue_is_short(host: Host, params: Any) -> None:
     evidence("Processes and threads", [count])
     evidence("Load average", [{"cpus": cpus, **dataclasses.asdict(load)}])
     limit = params.max_runnable_per_cpu * cpus
-    assert runnable <= limit, (
+    if runnable <= limit:
+        return
+    running = [p for p in host.top_processes(by="cpu", limit=100_000) if p.state == "R"]
+    evidence("Runnable processes (state R, busiest first)", running[:20])
+    names = ", ".join(f"{p.command} (pid {p.pid})" for p in running[:5]) or "threads only"
+    rule_in(
         f"{runnable} threads are runnable on {cpus} CPUs ({runnable / cpus:.1f} per CPU, "
-        f"limit {params.max_runnable_per_cpu:g}); load {load.one:.2f}"
+        f"limit {params.max_runnable_per_cpu:g}); load {load.one:.2f}; busiest: {names}"
     )
 
 

@@ -332,7 +332,7 @@ def test_a_time_wait_pile_up_is_ruled_in(project):
     found = statuses(data)
     assert found["too-many-connections"] == "ruled_in", data["checks"]
     [reason] = by_id(data["hypotheses"])["too-many-connections"]["evidence"]
-    assert "sockets in TIME-WAIT (threshold 1000)" in reason, reason
+    assert "sockets in TIME-WAIT (threshold 1000; " in reason, reason
     # Piles from earlier runs may still wait: the top three destinations are named.
     assert f"127.0.0.1:{port} ({piles})" in reason.partition("most to ")[2], reason
     assert found["fd-limit"] != "ruled_in"
