@@ -36,8 +36,10 @@ ERROR_PATTERN = r"ERROR|CRITICAL|FATAL|Exception"
 MAX_KEYS = 200
 
 #: How lines are grouped: by error ``type`` (the exception class, else the word after
-#: the match) or by the ``match``ed text itself.
-GroupBy = Literal["type", "match"]
+#: the match), by the ``match``ed text itself, or by the ``peer`` the line names (the
+#: first ``host:port``, ``[v6]:port`` or libpq's ``"host" (addr), port N`` after the
+#: timestamp; the matched text when it names none).
+GroupBy = Literal["type", "match", "peer"]
 
 _TIMESTAMP = "%Y-%m-%d %H:%M:%S"
 _DATE_COMMAND = ["date", "+%Y-%m-%d %H:%M:%S %z"]
@@ -66,6 +68,26 @@ $0 !~ pat { next }
             rest = substr($0, at + len);
             sub(/^[^A-Za-z0-9_]+/, "", rest);
             if (match(rest, /^[A-Za-z0-9_.]+/)) k = substr(rest, RSTART, RLENGTH)
+        }
+    }
+    if (by == "peer") {
+        rest = $0;
+        if (t != "") rest = substr($0, 20 + (substr($0, 1, 1) == "["));
+        if (match(rest, /\[[0-9A-Fa-f:.]+\]:[0-9]+/)) {
+            k = substr(rest, RSTART, RLENGTH)
+        } else if (match(rest, /"[^"]+"( \([^)]*\))?, port [0-9]+/)) {
+            c = substr(rest, RSTART + 1, RLENGTH - 1);
+            h = substr(c, 1, index(c, "\"") - 1);
+            sub(/.* /, "", c);
+            k = h ":" c
+        } else {
+            while (match(rest, /[A-Za-z0-9_][A-Za-z0-9_.-]*:[0-9]+/)) {
+                c = substr(rest, RSTART, RLENGTH);
+                rest = substr(rest, RSTART + RLENGTH);
+                h = c;
+                sub(/:[0-9]+$/, "", h);
+                if (h ~ /[A-Za-z.]/) { k = c; break }
+            }
         }
     }
     gsub(/[\t\r]/, " ", k);
@@ -229,8 +251,8 @@ def target_now(host: Host) -> dt.datetime:
 def _check_window(since_minutes: float, baseline_minutes: float, by: str) -> None:
     if since_minutes <= 0 or baseline_minutes < 0:
         raise ValueError("since_minutes must be positive and baseline_minutes not negative")
-    if by not in ("type", "match"):
-        raise ValueError(f"by must be 'type' or 'match', not {by!r}")
+    if by not in ("type", "match", "peer"):
+        raise ValueError(f"by must be 'type', 'match' or 'peer', not {by!r}")
 
 
 def _awk_argv(

@@ -31,20 +31,28 @@ def most_severe(values: Iterable[Any]) -> str | None:
     return min(found) if found else None
 
 
+def has_findings(result: Any) -> bool:
+    """True when a run found something: a hypothesis ruled in, or a symptom check failed."""
+    return any(h.status == "ruled_in" for h in result.hypotheses) or any(
+        check.outcome == "failed" and not check.tests for check in result.checks
+    )
+
+
 def decide(
-    operator: str | None, suggested: str | None, default: str | None
+    operator: str | None, suggested: str | None, default: str | None, *, found: bool = True
 ) -> tuple[str | None, Source | None]:
     """Pick the final severity and its source: the operator, else the findings, else the hint.
 
     ``operator`` comes from ``--severity`` (or the incident the run belongs to),
     ``suggested`` from ``runbook_suggest_severity``, ``default`` from the runbook's
-    ``SEVERITY`` constant.
+    ``SEVERITY`` constant. The default is a hint for an incident the run confirms: a
+    run that ``found`` nothing (``has_findings``) does not claim it.
     """
     if operator is not None:
         return operator, "operator"
     if suggested is not None:
         return suggested, "runbook"
-    if default is not None:
+    if default is not None and found:
         return default, "default"
     return None, None
 

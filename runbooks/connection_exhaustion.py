@@ -22,6 +22,7 @@ from typing import Any
 from runbook import action
 from runbook import check
 from runbook import evidence
+from runbook import hookimpl
 from runbook import hypothesis
 from runbook import inconclusive
 from runbook import rule_in
@@ -36,8 +37,10 @@ if TYPE_CHECKING:
 PARAMS = {
     # TCP sockets (any state but LISTEN) above which there are too many connections.
     "connections_threshold": 10000,
-    # Sockets in TIME-WAIT above which they pile up (ephemeral ports run out).
+    # Sockets in TIME-WAIT above which they pile up (ephemeral ports run out) ...
     "time_wait_threshold": 5000,
+    # ... or above this percent of the ephemeral port range, when that is smaller.
+    "time_wait_ports_percent": 50.0,
     # Percent of its open-files soft limit at which a process is near it.
     "fd_percent": 90.0,
     # How many endpoints and processes the evidence tables list.
@@ -124,13 +127,21 @@ def tcp_connections_within_limits(host: Host, params: Any) -> None:
         if owners:
             problem += f"; held most by {_most(owners)}"
         problems.append(problem)
-    if len(waiting) > params.time_wait_threshold:
+    ports = _ephemeral_ports(host)
+    wait_limit = min(params.time_wait_threshold, int(params.time_wait_ports_percent / 100 * ports))
+    if len(waiting) > wait_limit:
         waits = Counter(row.peer for row in waiting)
         problems.append(
-            f"{len(waiting)} sockets in TIME-WAIT (threshold {params.time_wait_threshold}), "
-            f"most to {_most(waits, 3)}"
+            f"{len(waiting)} sockets in TIME-WAIT (threshold {wait_limit}; {ports} ephemeral "
+            f"ports), most to {_most(waits, 3)}"
         )
     assert not problems, "; ".join(problems)
+
+
+def _ephemeral_ports(host: Host) -> int:
+    """Return how many local ports outgoing connections may use (ip_local_port_range)."""
+    low, high = host.read_text("/proc/sys/net/ipv4/ip_local_port_range").split()[:2]
+    return int(high) - int(low) + 1
 
 
 @check(tests=fd_limit)
@@ -198,7 +209,7 @@ def postgres_below_max_connections(postgres: PostgresClient, params: Any) -> Non
     connections ordinary roles may open before PostgreSQL refuses them.
     """
     if not params.pg_dsn:
-        skip("no pg_dsn configured")
+        skip("needs --param pg_dsn=DSN")
     usage = postgres.connections()
     usable = max(usage.max_connections - usage.reserved, 1)
     percent = 100.0 * usage.total / usable
@@ -248,3 +259,29 @@ def restart_service(host: Host, params: Any) -> None:
     if not params.service:
         skip("set the service parameter to the service of a process the checks named")
     host.restart_service(params.service)
+
+
+#: The severity each ruled-in hypothesis suggests (P0..P4 as in docs/incidents.md):
+#: P1 when connections are refused (the symptom).
+#: One level less when the symptom check ran and did not confirm the symptom; nothing
+#: ruled in: P1 when connections are refused, else none.
+SEVERITY_BY_FINDING = {
+    "too-many-connections": "P2",
+    "fd-limit": "P2",
+    "postgres-max-connections": "P2",
+}
+
+
+@hookimpl
+def runbook_suggest_severity(result: Any) -> str | None:
+    """Suggest a severity from what this run found; None when it found nothing."""
+    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
+    if found and "failed" in [c.outcome for c in result.checks if not c.tests]:
+        found.append("P1")  # accept queues full or no file handles left: clients are refused
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    if not found:
+        return "P1" if "failed" in symptoms else None
+    level = min(found)  # "P0" < "P4": the most severe
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level

@@ -17,6 +17,7 @@ from typing import Any
 from runbook import action
 from runbook import check
 from runbook import evidence
+from runbook import hookimpl
 from runbook import hypothesis
 from runbook import skip
 
@@ -51,7 +52,7 @@ lock_waits = hypothesis("lock-waits", "Sessions wait for locks that other sessio
 saturation = hypothesis("connection-saturation", "Client connections are close to max_connections")
 cache_misses = hypothesis("low-cache-hit-ratio", "Reads miss the buffer cache and go to disk")
 
-_NOT_CONFIGURED = "no pg_dsn configured (and no PGHOST, PGSERVICE or PGDATABASE set)"
+_NOT_CONFIGURED = "needs --param pg_dsn=DSN (or PGHOST, PGSERVICE or PGDATABASE set)"
 
 
 def _require(postgres: PostgresClient) -> None:
@@ -166,3 +167,27 @@ def cancel_blocking_queries(postgres: PostgresClient, params: Any) -> None:
         cancelled = postgres.cancel_backend(pid) if state == "active" else False
         rows.append({"blocking_pid": pid, "state": state, "cancelled": cancelled})
     evidence("Blocking sessions", rows or "none")
+
+
+#: The severity each ruled-in hypothesis suggests (P0..P4 as in docs/incidents.md).
+#: One level less when the symptom check ran and did not confirm the symptom; nothing
+#: ruled in: P2 when the database answers slowly, else none.
+SEVERITY_BY_FINDING = {
+    "long-running-queries": "P2",
+    "lock-waits": "P2",
+    "connection-saturation": "P2",
+    "low-cache-hit-ratio": "P3",
+}
+
+
+@hookimpl
+def runbook_suggest_severity(result: Any) -> str | None:
+    """Suggest a severity from what this run found; None when it found nothing."""
+    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    if not found:
+        return "P2" if "failed" in symptoms else None
+    level = min(found)  # "P0" < "P4": the most severe
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level

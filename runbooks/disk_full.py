@@ -15,6 +15,7 @@ from typing import Any
 from runbook import action
 from runbook import check
 from runbook import evidence
+from runbook import hookimpl
 from runbook import hypothesis
 from runbook import inconclusive
 from runbook import rule_in
@@ -22,6 +23,7 @@ from runbook import skip
 
 if TYPE_CHECKING:
     from runbook.plugins.storage import Disk
+    from runbook.plugins.storage import DiskUsage
 
     from runbook import Host
 
@@ -32,14 +34,18 @@ PARAMS = {
     "used_percent": 90.0,
     # Percent of the inodes in use above which they are exhausted.
     "inodes_percent": 90.0,
-    # A file taking at least this many MiB on disk AND ``huge_file_percent`` is huge.
+    # A file taking at least this many MiB on disk AND ``huge_file_percent`` is huge; on a
+    # small filesystem, a file taking half of it is huge whatever its size.
     "huge_file_mb": 100.0,
     # ... and at least this percent of the filesystem's size.
     "huge_file_percent": 5.0,
     # How many of the largest files to list.
     "files_listed": 10,
-    # MiB held by deleted-but-open files on the filesystem above which they matter.
+    # Deleted-but-open files matter when they hold this many MiB AND ``deleted_open_percent``
+    # (or half of a small filesystem, whatever its size).
     "deleted_open_mb": 100.0,
+    # ... and at least this percent of the filesystem's size.
+    "deleted_open_percent": 5.0,
     # The log file that truncate_log_file empties (one named by the huge-files check).
     "log_file": "",
     # The service that restart_service restarts to release deleted files it holds.
@@ -57,8 +63,27 @@ deleted = hypothesis(
 )
 
 
-def _mib(size: int) -> str:
+def _mib(size: float) -> str:
     return f"{size / MIB:.1f} MiB"
+
+
+def _share(size: float, usage: DiskUsage) -> str:
+    return f"{100 * size / max(usage.total_kb * 1024, 1):.0f}% of {usage.mount}"
+
+
+def _floor(usage: DiskUsage, mib: float, percent: float) -> int:
+    """Return the bytes from which something takes "most of the space" of the filesystem.
+
+    At least ``percent`` of the filesystem and ``mib`` MiB, but never more than half of
+    it: a 63 MiB file on a 64 MiB filesystem takes most of it, though it is small.
+    """
+    size = usage.total_kb * 1024
+    return int(max(percent / 100 * size, min(mib * MIB, size / 2)))
+
+
+def _could_hide(usage: DiskUsage, floor: int) -> bool:
+    """True when what a scan could not read may hold ``floor`` bytes: as much is in use."""
+    return bool(usage.used_kb * 1024 >= floor)
 
 
 @check
@@ -105,51 +130,62 @@ def inodes_not_exhausted(disk: Disk, params: Any) -> None:
 def no_huge_files(disk: Disk, params: Any) -> None:
     """Rule ``huge-files`` out when no file takes ``huge_file_mb`` and ``huge_file_percent``."""
     usage = disk.usage(params.path)
-    floor = max(params.huge_file_mb * MIB, params.huge_file_percent / 100 * usage.total_kb * 1024)
-    scan = disk.largest_files(params.path, limit=params.files_listed, min_bytes=int(floor))
-    evidence(f"Files of at least {_mib(int(floor))} on {usage.mount}", list(scan.files))
+    floor = _floor(usage, params.huge_file_mb, params.huge_file_percent)
+    scan = disk.largest_files(params.path, limit=params.files_listed, min_bytes=floor)
+    evidence(f"Files of at least {_mib(floor)} on {usage.mount}", list(scan.files))
+    if scan.unreadable:
+        evidence("Not readable by this user", "\n".join(scan.unreadable))
     if scan.files:
         rule_in(
             "; ".join(
                 f"{file.path} takes {_mib(file.allocated_bytes)} "
-                f"({100 * file.allocated_bytes / 1024 / max(usage.total_kb, 1):.0f}% of "
-                f"{usage.mount})"
+                f"({_share(file.allocated_bytes, usage)})"
                 for file in scan.files[:3]
             )
+            + f" (threshold {_mib(floor)})"
         )
-    if scan.unreadable:
-        evidence("Not readable by this user", "\n".join(scan.unreadable))
+    # Folders that could not be read matter only if they could hold a huge file.
+    if scan.unreadable and _could_hide(usage, floor):
         inconclusive(
-            f"no huge file found, but {len(scan.unreadable)} folder(s) could not be read "
-            f"(first: {scan.unreadable[0]}); run as root to see them"
+            f"no file of {_mib(floor)} or more found, but {len(scan.unreadable)} folder(s) "
+            f"could not be read (first: {scan.unreadable[0]}); run as root to see them"
         )
 
 
 @check(tests=deleted)
 def no_deleted_files_held_open(disk: Disk, params: Any) -> None:
-    """Rule ``deleted-but-open`` out when deleted open files hold under ``deleted_open_mb``."""
+    """Rule ``deleted-but-open`` out when deleted open files hold under ``deleted_open_mb``.
+
+    Enough space held by the processes that could be read decides it, whatever the
+    processes that could not be read hold.
+    """
+    usage = disk.usage(params.path)
+    floor = _floor(usage, params.deleted_open_mb, params.deleted_open_percent)
     scan = disk.deleted_open_files(params.path)
     held = sum(file.allocated_bytes for file in scan.files)
     evidence("Deleted files still open, on this filesystem", list(scan.files))
-    if held >= params.deleted_open_mb * MIB:
+    if scan.unreadable:
+        evidence("Processes whose open files could not be read", "\n".join(scan.unreadable))
+    if held >= floor:
         by_process: dict[tuple[int, str], int] = {}
         for file in scan.files:
             key = (file.pid, file.command)
             by_process[key] = by_process.get(key, 0) + file.allocated_bytes
         rule_in(
-            f"deleted files still open hold {_mib(held)} "
-            f"(threshold {params.deleted_open_mb:g} MiB): "
+            f"deleted files still open hold {_mib(held)} ({_share(held, usage)}; "
+            f"threshold {_mib(floor)}): "
             + "; ".join(
                 f"{command} (pid {pid}) holds {_mib(size)}"
                 for (pid, command), size in sorted(by_process.items(), key=lambda kv: -kv[1])
             )
             + f", e.g. {scan.files[0].path}"
         )
-    if scan.unreadable:
-        evidence("Processes whose open files could not be read", "\n".join(scan.unreadable))
+    # Processes that could not be read matter only if what is in use could reach the floor.
+    if scan.unreadable and _could_hide(usage, floor):
         count = len(scan.unreadable)
         inconclusive(
-            f"deleted open files hold {_mib(held)}, but the open files of {count} "
+            f"deleted open files hold {_mib(held)} (threshold {_mib(floor)}), but the "
+            f"open files of {count} "
             f"process{'es' if count > 1 else ''} could not be read "
             f"({', '.join(scan.unreadable[:3])}{', ...' if count > 3 else ''}); "
             "run as root to see them"
@@ -182,3 +218,27 @@ def restart_service(host: Host, params: Any) -> None:
     if not params.service:
         skip("set the service parameter to the service of a process the checks named")
     host.restart_service(params.service)
+
+
+#: The severity each ruled-in hypothesis suggests (P0..P4 as in docs/incidents.md).
+#: One level less when the symptom check ran and did not confirm the symptom; nothing
+#: ruled in: P2 when the filesystem is short of room, else none.
+SEVERITY_BY_FINDING = {
+    "filesystem-full": "P2",
+    "inodes-exhausted": "P2",
+    "huge-files": "P3",
+    "deleted-but-open": "P3",
+}
+
+
+@hookimpl
+def runbook_suggest_severity(result: Any) -> str | None:
+    """Suggest a severity from what this run found; None when it found nothing."""
+    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    if not found:
+        return "P2" if "failed" in symptoms else None
+    level = min(found)  # "P0" < "P4": the most severe
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level

@@ -15,6 +15,7 @@ from typing import Any
 from runbook import action
 from runbook import check
 from runbook import evidence
+from runbook import hookimpl
 from runbook import hypothesis
 from runbook import rule_in
 from runbook import skip
@@ -39,8 +40,8 @@ PARAMS = {
     "max_blocked_per_cpu": 1.0,
     # Percent of CPU time taken by the hypervisor above which steal is the cause.
     "steal_percent": 10.0,
-    # The service that the restart action restarts.
-    "service": "app",
+    # The systemd unit that the restart action restarts (the operator names it).
+    "service": str,
 }
 TAGS = ["cpu", "performance", "linux"]
 
@@ -88,9 +89,14 @@ def run_queue_is_short(host: Host, params: Any) -> None:
     evidence("Processes and threads", [count])
     evidence("Load average", [{"cpus": cpus, **dataclasses.asdict(load)}])
     limit = params.max_runnable_per_cpu * cpus
-    assert runnable <= limit, (
+    if runnable <= limit:
+        return
+    running = [p for p in host.top_processes(by="cpu", limit=100_000) if p.state == "R"]
+    evidence("Runnable processes (state R, busiest first)", running[:20])
+    names = ", ".join(f"{p.command} (pid {p.pid})" for p in running[:5]) or "threads only"
+    rule_in(
         f"{runnable} threads are runnable on {cpus} CPUs ({runnable / cpus:.1f} per CPU, "
-        f"limit {params.max_runnable_per_cpu:g}); load {load.one:.2f}"
+        f"limit {params.max_runnable_per_cpu:g}); load {load.one:.2f}; busiest: {names}"
     )
 
 
@@ -170,3 +176,27 @@ def renice_runaway_process(host: Host, params: Any) -> None:
 def restart_service(host: Host, params: Any) -> None:
     """Restart ``service``, when it is the one burning CPU or spawning workers."""
     host.restart_service(params.service)
+
+
+#: The severity each ruled-in hypothesis suggests (P0..P4 as in docs/incidents.md).
+#: One level less when the symptom check ran and did not confirm the symptom; nothing
+#: ruled in: P2 when the CPUs are busy, else none.
+SEVERITY_BY_FINDING = {
+    "runaway-process": "P2",
+    "too-many-processes": "P2",
+    "io-wait": "P2",
+    "cpu-steal": "P2",
+}
+
+
+@hookimpl
+def runbook_suggest_severity(result: Any) -> str | None:
+    """Suggest a severity from what this run found; None when it found nothing."""
+    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    if not found:
+        return "P2" if "failed" in symptoms else None
+    level = min(found)  # "P0" < "P4": the most severe
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level

@@ -11,6 +11,7 @@ of the systemd unit ``journal_unit`` when it is set.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shlex
 from typing import TYPE_CHECKING
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from runbook import action
 from runbook import check
 from runbook import evidence
+from runbook import hookimpl
 from runbook import hypothesis
 from runbook import rule_in
 from runbook import skip
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 PARAMS = {
     # The application log on the target (timestamps "YYYY-MM-DD HH:MM:SS" at line start).
-    "log_file": "/var/log/app/app.log",
+    "log_file": str,
     # A systemd unit whose journal to count instead of log_file; "" reads log_file.
     "journal_unit": "",
     # The recent window, in minutes, whose errors are counted.
@@ -54,7 +56,7 @@ PARAMS = {
     # The dependency as host:port, probed from the target; "" skips the probe.
     "dependency": "",
     # A log line saying a connection was refused, as an awk ERE.
-    "refused_pattern": "Connection refused|ECONNREFUSED",
+    "refused_pattern": "[Cc]onnection refused|ECONNREFUSED",
     # Refused-connection lines in the window from which the dependency is blamed.
     "refused_min": 1,
     # The command that rolls the service back (split like a shell would, run without one).
@@ -69,6 +71,8 @@ refusing = hypothesis("dependency-refusing", "A dependency is refusing connectio
 
 # ``pgrep -x`` compares with the kernel's process name, which keeps 15 characters.
 _COMM_LENGTH = 15
+# A key of the counts grouped by peer that is an address (else the line named none).
+_PEER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_][A-Za-z0-9_.-]*):\d+$")
 
 
 def _counts(logs: LogCounter, params: Any, pattern: str, by: GroupBy = "type") -> ErrorCounts:
@@ -84,28 +88,29 @@ def _counts(logs: LogCounter, params: Any, pattern: str, by: GroupBy = "type") -
             pattern=pattern,
             by=by,
         )
-    if not params.log_file:
-        skip("no log_file or journal_unit configured")
+    log_file = params.get("log_file")
+    if not log_file:
+        skip("needs --param log_file=PATH (or --param journal_unit=UNIT)")
     try:
         return logs.error_counts(
-            params.log_file,
+            log_file,
             since_minutes=params.window_minutes,
             baseline_minutes=params.baseline_minutes,
             pattern=pattern,
             by=by,
         )
     except FileNotFoundError:
-        skip(f"{params.log_file} does not exist on this target")
+        skip(f"{log_file} does not exist on this target")
 
 
 def _when(moment: dt.datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
-def _count_rows(counts: ErrorCounts) -> list[dict[str, Any]]:
+def _count_rows(counts: ErrorCounts, column: str = "type") -> list[dict[str, Any]]:
     return [
         {
-            "type": item.key,
+            column: item.key,
             f"last {counts.since_minutes:g} min": item.window,
             f"{counts.baseline_minutes:g} min before": item.baseline,
             "no timestamp": item.unknown_time,
@@ -178,7 +183,7 @@ def errors_predate_the_last_restart(logs: LogCounter, host: Host, params: Any) -
     matching ``restart_pattern`` in the log.
     """
     if not params.service and not params.restart_pattern:
-        skip("no service and no restart_pattern configured")
+        skip("needs --param service=PROCESS or --param restart_pattern=ERE")
     counts = _counts(logs, params, params.error_pattern)
     starts: list[tuple[dt.datetime, str]] = []
     if params.service:
@@ -223,14 +228,28 @@ def _dependency(params: Any) -> tuple[str, int]:
 
 @check(tests=refusing)
 def log_shows_no_refused_connections(logs: LogCounter, params: Any) -> None:
-    """Rule ``dependency-refusing`` out unless refused connections fill the window."""
-    counts = _counts(logs, params, params.refused_pattern, by="match")
-    evidence("Refused connections in the log", _count_rows(counts) or "none")
+    """Rule ``dependency-refusing`` out unless refused connections fill the window.
+
+    The verdict names the dependencies the refused lines name (``host:port``).
+    """
+    counts = _counts(logs, params, params.refused_pattern, by="peer")
+    evidence("Refused connections in the log, by peer", _count_rows(counts, "peer") or "none")
     if counts.window_total >= params.refused_min:
-        target = f" to {params.dependency}" if params.dependency else ""
+        peers = [item for item in counts.types if item.window and _PEER.match(item.key)]
+        if peers:
+            shown = [
+                item.key if item.window == counts.window_total else f"{item.key} ({item.window})"
+                for item in peers[:3]
+            ]
+            target = " to " + ", ".join(shown)
+        elif params.dependency:
+            target = f" to {params.dependency} (the lines name no address)"
+        else:
+            target = " (the lines name no host:port)"
         rule_in(
             f"{counts.window_total} refused connections{target} in the last "
-            f"{params.window_minutes:g} min in {counts.path} (first {_when(counts.first)})"
+            f"{params.window_minutes:g} min in {counts.path} (first {_when(counts.first)}; "
+            f"threshold {params.refused_min})"
         )
 
 
@@ -238,7 +257,7 @@ def log_shows_no_refused_connections(logs: LogCounter, params: Any) -> None:
 def dependency_accepts_connections(http: HttpClient, host: Host, params: Any) -> None:
     """Rule ``dependency-refusing`` out when the target can connect to ``dependency``."""
     if not params.dependency:
-        skip("no dependency configured")
+        skip("needs --param dependency=HOST:PORT")
     dep_host, dep_port = _dependency(params)
     connected = http.tcp_connect(dep_host, dep_port)
     evidence("TCP connect", [{"to": params.dependency, "from": host.name, "connected": connected}])
@@ -266,3 +285,26 @@ def roll_back_deploy(host: Host, params: Any) -> None:
     evidence("Rollback", result)
     if not result.succeeded:
         raise RuntimeError(f"rollback failed: {result.stderr.strip()}")
+
+
+#: The severity each ruled-in hypothesis suggests (P0..P4 as in docs/incidents.md).
+#: One level less when the symptom check ran and did not confirm the symptom; nothing
+#: ruled in: P2 when errors fill the window, else none.
+SEVERITY_BY_FINDING = {
+    "error-spike": "P2",
+    "recent-deploy": "P2",
+    "dependency-refusing": "P2",
+}
+
+
+@hookimpl
+def runbook_suggest_severity(result: Any) -> str | None:
+    """Suggest a severity from what this run found; None when it found nothing."""
+    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    if not found:
+        return "P2" if "failed" in symptoms else None
+    level = min(found)  # "P0" < "P4": the most severe
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level

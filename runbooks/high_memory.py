@@ -17,6 +17,7 @@ from typing import Any
 from runbook import action
 from runbook import check
 from runbook import evidence
+from runbook import hookimpl
 from runbook import hypothesis
 from runbook import inconclusive
 from runbook import rule_in
@@ -186,3 +187,28 @@ def restart_service(host: Host, params: Any) -> None:
     if not params.service:
         skip("set the service parameter to the service of a process the checks named")
     host.restart_service(params.service)
+
+
+#: The severity each ruled-in hypothesis suggests (P0..P4 as in docs/incidents.md):
+#: page cache is no problem, so P4 (informational).
+#: One level less when the symptom check ran and did not confirm the symptom; nothing
+#: ruled in: P2 when little memory is available, else none.
+SEVERITY_BY_FINDING = {
+    "memory-leak": "P2",
+    "swap-thrashing": "P2",
+    "oom-kills": "P2",
+    "page-cache": "P4",
+}
+
+
+@hookimpl
+def runbook_suggest_severity(result: Any) -> str | None:
+    """Suggest a severity from what this run found; None when it found nothing."""
+    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    if not found:
+        return "P2" if "failed" in symptoms else None
+    level = min(found)  # "P0" < "P4": the most severe
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level

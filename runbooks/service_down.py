@@ -18,6 +18,7 @@ from typing import Any
 from runbook import action
 from runbook import check
 from runbook import evidence
+from runbook import hookimpl
 from runbook import hypothesis
 from runbook import rule_in
 from runbook import skip
@@ -28,13 +29,15 @@ if TYPE_CHECKING:
 
     from runbook import Host
 
+# A parameter declared by its type (str, int) names something only the operator knows: a
+# check that needs it is skipped ("needs --param port=PORT") until it is given.
 PARAMS = {
-    # The process name (as pgrep -x matches it: the first 15 characters); "" skips.
-    "process": "app",
-    # The TCP port the service listens on; 0 skips.
-    "port": 8080,
-    # The URL of the health endpoint, fetched from the target; "" skips.
-    "health_url": "http://127.0.0.1:8080/health",
+    # The process name (as pgrep -x matches it: the first 15 characters).
+    "process": str,
+    # The TCP port the service listens on.
+    "port": int,
+    # The URL of the health endpoint, fetched from the target.
+    "health_url": str,
     # The status a healthy service answers with.
     "expected_status": 200,
     # Text the healthy body contains; "" accepts any body.
@@ -43,8 +46,8 @@ PARAMS = {
     "dns_name": "",
     # The TLS endpoint whose certificate to read; "" means the health URL's host if https.
     "tls_host": "",
-    # Its port (the health URL's port when the host comes from the URL).
-    "tls_port": 443,
+    # Its port; 0 means the health URL's port when the host comes from it, else 443.
+    "tls_port": 0,
     # The name sent with SNI; "" means the TLS host.
     "tls_servername": "",
     # A certificate expiring within this many days counts as expiring.
@@ -52,7 +55,7 @@ PARAMS = {
     # Seconds each HTTP or TLS probe may take.
     "http_timeout": 5.0,
     # The systemd unit the restart action restarts.
-    "service": "app",
+    "service": str,
 }
 TAGS = ["availability", "http", "tls", "dns", "linux"]
 SEVERITY = "P1"
@@ -73,7 +76,7 @@ LISTENERS_SHOWN = 200
 _COMM_LENGTH = 15
 
 
-def _url_host(url: str) -> tuple[str, int | None, str]:
+def _url_host(url: str | None) -> tuple[str, int | None, str]:
     """Return the host, port and scheme of ``url`` ("" when there is none)."""
     if not url:
         return "", None, ""
@@ -102,12 +105,12 @@ def _health_problem(response: HttpResponse, params: Any) -> str | None:
     return None
 
 
-def _fetch_health(http: HttpClient, params: Any) -> HttpResponse:
-    """GET the health URL; raise ``AssertionError`` naming the URL when nothing answers."""
+def _fetch_health(http: HttpClient, url: str, params: Any) -> HttpResponse:
+    """GET ``url``; raise ``AssertionError`` naming the URL when nothing answers."""
     try:
-        return http.get(params.health_url, timeout=params.http_timeout)
+        return http.get(url, timeout=params.http_timeout)
     except http.Error as exc:
-        raise AssertionError(f"no response: {exc}") from None
+        raise AssertionError(f"GET {url}: no response: {exc}") from None
 
 
 def _response_row(response: HttpResponse) -> dict[str, Any]:
@@ -122,19 +125,16 @@ def _response_row(response: HttpResponse) -> dict[str, Any]:
 @check
 def service_answers(http: HttpClient, params: Any) -> None:
     """Symptom: fail when the health URL does not answer with the expected status and body."""
-    if not params.health_url:
-        skip("no health_url configured")
-    response = _fetch_health(http, params)
+    url = params.health_url
+    response = _fetch_health(http, url, params)
     evidence("Health endpoint response", [_response_row(response)])
     problem = _health_problem(response, params)
-    assert problem is None, f"GET {params.health_url} {problem}"
+    assert problem is None, f"GET {url} {problem}"
 
 
 @check(tests=not_running)
 def process_is_running(host: Host, params: Any) -> None:
     """Rule ``process-not-running`` out when a process named ``process`` runs."""
-    if not params.process:
-        skip("no process name configured")
     name = params.process[:_COMM_LENGTH]
     found = host.run(["pgrep", "-x", name])
     if found.exit_status not in (0, 1):
@@ -156,30 +156,28 @@ def process_is_running(host: Host, params: Any) -> None:
 @check(tests=not_listening)
 def port_is_listening(host: Host, params: Any) -> None:
     """Rule ``port-not-listening`` out when a TCP socket listens on ``port``."""
-    if not params.port:
-        skip("no port configured")
+    port = params.port
     sockets = [
         {"address": row.address, "port": row.port, "process": row.process}
         for row in sorted(host.listening_ports(), key=lambda row: (row.port, row.address))
     ]
-    matching = [row for row in sockets if row["port"] == params.port]
+    matching = [row for row in sockets if row["port"] == port]
     if matching:
-        evidence(f"TCP sockets listening on port {params.port}", matching)
+        evidence(f"TCP sockets listening on port {port}", matching)
         return
     evidence("TCP sockets listening (none on the port)", sockets[:LISTENERS_SHOWN] or "none")
-    rule_in(f"nothing listens on TCP port {params.port} on {host.name}")
+    rule_in(f"nothing listens on TCP port {port} on {host.name}")
 
 
 @check(tests=unhealthy)
 def health_endpoint_is_healthy(http: HttpClient, params: Any) -> None:
     """Rule ``health-check-failing`` out when ``health_url`` answers as a healthy service."""
-    if not params.health_url:
-        skip("no health_url configured")
-    response = _fetch_health(http, params)
+    url = params.health_url
+    response = _fetch_health(http, url, params)
     evidence("Health endpoint response", [_response_row(response)])
     evidence("Response headers", [{"header": k, "value": v} for k, v in response.headers.items()])
     problem = _health_problem(response, params)
-    assert problem is None, f"GET {params.health_url} {problem}"
+    assert problem is None, f"GET {url} {problem}"
 
 
 # A resolver that hangs would hold the run: the timeout makes it an inconclusive check.
@@ -188,9 +186,9 @@ def name_resolves(http: HttpClient, host: Host, params: Any) -> None:
     """Rule ``dns-not-resolving`` out when ``dns_name`` resolves to an address on the target."""
     name = params.dns_name
     if not name:
-        url_host, _, _ = _url_host(params.health_url)
+        url_host, _, _ = _url_host(params.get("health_url"))
         if not url_host or _is_address(url_host):
-            skip("no dns_name configured and the health URL names no host name")
+            skip("needs --param dns_name=NAME (or a health_url with a host name)")
         name = url_host
     addresses = http.resolve(name)
     evidence(f"Addresses of {name}", [{"name": name, "address": a} for a in addresses] or "none")
@@ -201,12 +199,12 @@ def name_resolves(http: HttpClient, host: Host, params: Any) -> None:
 @check(tests=tls_expiring)
 def certificate_is_valid_for_long_enough(http: HttpClient, params: Any) -> None:
     """Rule ``tls-certificate-expiring`` out when the certificate lasts over ``expiry_days``."""
-    tls_host, port = params.tls_host, params.tls_port
+    tls_host, port = params.tls_host, params.tls_port or 443
     if not tls_host:
-        url_host, url_port, scheme = _url_host(params.health_url)
+        url_host, url_port, scheme = _url_host(params.get("health_url"))
         if scheme != "https" or not url_host:
-            skip("no tls_host configured and the health URL is not https")
-        tls_host, port = url_host, url_port or 443
+            skip("needs --param tls_host=HOST (or an https health_url)")
+        tls_host, port = url_host, params.tls_port or url_port or 443
     servername = params.tls_servername or None
     certificate = http.tls_certificate(tls_host, port, servername, timeout=params.http_timeout)
     now = dt.datetime.now(dt.UTC)
@@ -237,3 +235,32 @@ def restart_service(host: Host, params: Any) -> None:
     host.restart_service(params.service)
     status = host.run("systemctl is-active %s", params.service)
     evidence(f"systemctl is-active {params.service}", status)
+
+
+#: The severity each ruled-in hypothesis suggests (P0..P4 as in docs/incidents.md):
+#: an expired certificate is P1.
+#: One level less when the symptom check ran and did not confirm the symptom; nothing
+#: ruled in: P1 when the service does not answer (no cause found), else none.
+SEVERITY_BY_FINDING = {
+    "process-not-running": "P1",
+    "port-not-listening": "P1",
+    "health-check-failing": "P1",
+    "dns-not-resolving": "P1",
+    "tls-certificate-expiring": "P3",
+}
+
+
+@hookimpl
+def runbook_suggest_severity(result: Any) -> str | None:
+    """Suggest a severity from what this run found; None when it found nothing."""
+    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
+    expired = [c for c in result.checks if c.outcome == "failed" and " expired " in c.message]
+    if any("tls-certificate-expiring" in c.tests for c in expired):
+        found.append("P1")  # clients refuse it now; "expiring" alone has no impact yet
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    if not found:
+        return "P1" if "failed" in symptoms else None
+    level = min(found)  # "P0" < "P4": the most severe
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level

@@ -188,7 +188,7 @@ READ_ONLY_CHECKS = '''
     """Writes."""
     from runbook import action, check, hypothesis
 
-    PARAMS = {"service": "app", "path": "/var/log/app.log"}
+    PARAMS = {"service": "nginx", "path": "/var/log/app.log"}
     RESTART = "systemctl restart nginx"
     h = hypothesis("h", "H")
 
@@ -252,3 +252,39 @@ def test_rules_are_documented():
     text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
     for rule in RULES:
         assert f"| `{rule}` |" in text, rule
+
+
+@pytest.mark.parametrize(
+    "default",
+    ["app", "myservice", "changeme", "http://example.com/health", "db.example.org:5432",
+     "svc.invalid", "<host>"],
+)  # fmt: skip
+def test_a_made_up_default_for_an_operator_value_is_a_placeholder_finding(project, default):
+    params = f'{{"service": {default!r}}}'
+    project.runbook("queue_backlog", CLEAN.replace("PARAMS = {", f"PARAMS = {params[:-1]}, "))
+    code, data = lint_json(project, "queue-backlog")
+    assert code == 1
+    [finding] = data["findings"]
+    assert (finding["rule"], finding["line"]) == ("placeholder-param", 7)
+    assert f"parameter service: default {default!r} stands in for" in finding["message"]
+    assert "declare it {'service': str}" in finding["message"]
+
+
+def test_a_parameter_declared_by_its_type_lints_clean_and_a_bad_type_does_not(project):
+    good = CLEAN.replace('"queue": "jobs"', '"queue": str, "port": int')
+    project.runbook("queue_backlog", good)
+    code, data = lint_json(project, "queue-backlog")
+    assert (code, data["findings"]) == (0, [])
+    project.runbook("queue_backlog", CLEAN.replace('"queue": "jobs"', '"queue": dict'))
+    code, data = lint_json(project, "queue-backlog")
+    [finding] = data["findings"]
+    assert (code, finding["rule"]) == (1, "params")
+    assert "dict is not a type --param can set" in finding["message"]
+
+
+def test_real_values_are_not_placeholders(project):
+    # A team's own runbook names its own service: that is a default, not a stand-in.
+    real = '{"service": "checkout", "log": "/var/log/checkout/app.log", "url": "http://127.0.0.1:8080/health"}'
+    project.runbook("queue_backlog", CLEAN.replace("PARAMS = {", f"PARAMS = {real[:-1]}, "))
+    code, data = lint_json(project, "queue-backlog")
+    assert (code, data["findings"]) == (0, [])

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import copy
+import pickle
+from typing import Any
 
 import pytest
 
+from runbook.outcomes import Skipped
 from runbook.outcomes import UsageError
 from runbook.params import Params
 from runbook.params import coerce
 from runbook.params import is_secret_name
+from runbook.params import param_type
 from runbook.params import parse_assignments
 from runbook.params import resolve_params
+from runbook.params import shown_default
+
+
+def pickle_round_trip(value: Any) -> Any:
+    """Parameters travel to the worker that runs a check by pickle."""
+    return pickle.loads(pickle.dumps(value))
 
 
 @pytest.mark.parametrize(
@@ -217,3 +227,47 @@ def test_secret_values_are_redacted_in_reports_and_repr():
     assert "hunter2" not in repr(params)
     assert "hunter2" not in str(params)
     assert params.db_password == "hunter2"  # checks still get the real value
+
+
+# Must-supply parameters: declared by their type, no made-up default.
+
+REQUIRED = {"process": str, "port": int, "timeout": 5.0}
+
+
+def test_a_must_supply_parameter_coerces_to_its_declared_type():
+    params = resolve_params(REQUIRED, {"process": "nginx", "port": "0x1f90"})
+    assert (params.process, params.port, params.timeout) == ("nginx", 8080, 5.0)
+    assert params.unset == ()
+    with pytest.raises(UsageError, match=r"port='http': not a valid int"):
+        resolve_params(REQUIRED, {"port": "http"})
+
+
+def test_reading_an_unsupplied_parameter_skips_the_check_naming_it():
+    params = resolve_params(REQUIRED, {"process": "nginx"})
+    assert params.unset == ("port",)
+    with pytest.raises(Skipped, match=r"^needs --param port=PORT$"):
+        params.port  # noqa: B018
+    # A fallback may look without being skipped.
+    assert params.get("port") is None
+    assert "port" not in params and "process" in params
+    assert params.redacted() == {"process": "nginx", "timeout": 5.0, "port": None}
+
+
+@pytest.mark.parametrize("raw", ["", "  "])
+def test_an_empty_value_supplies_nothing(raw):
+    # An empty CI variable (--param port=$PORT) is no port, not a usage error or port 0.
+    params = resolve_params(REQUIRED, {"port": raw, "process": raw})
+    assert params.unset == ("process", "port")
+
+
+@pytest.mark.parametrize("duplicate", [copy.copy, copy.deepcopy, pickle_round_trip])
+def test_unsupplied_parameters_survive_a_copy(duplicate):
+    clone = duplicate(resolve_params(REQUIRED, {}))
+    assert clone.unset == ("process", "port")
+    with pytest.raises(Skipped, match="needs --param process=PROCESS"):
+        clone.process  # noqa: B018
+
+
+def test_runbook_show_marks_must_supply_parameters():
+    assert [param_type(v).__name__ for v in REQUIRED.values()] == ["str", "int", "float"]
+    assert [shown_default(v) for v in REQUIRED.values()] == ["(required)", "(required)", "5.0"]

@@ -104,10 +104,23 @@ def test_a_runbook_is_only_asked_about_its_own_runs(project):
     )
 
 
-def test_the_severity_constant_is_the_default(project):
-    project.runbook("quiet", QUIET + '    SEVERITY = "P4"\n')
-    _, data = project.run_json("quiet")
+def test_the_severity_constant_is_the_default_of_a_run_that_found_something(project):
+    found = QUIET.replace(
+        "def all_good(host):\n        pass", "def all_good(host):\n        assert 0, 'x'"
+    )
+    project.runbook("found", found + '    SEVERITY = "P4"\n')
+    _, data = project.run_json("found")
     assert (data["severity"], data["severity_source"]) == ("P4", "default")
+
+
+def test_a_run_that_found_nothing_does_not_claim_the_default_severity(project):
+    project.runbook("quiet", QUIET + '    SEVERITY = "P1"\n')
+    _, data = project.run_json("quiet")
+    assert (data["severity"], data["severity_suggested"], data["severity_source"]) == (
+        None,
+        None,
+        None,
+    )
 
 
 def test_a_crashing_suggestion_is_a_warning(project):

@@ -144,6 +144,12 @@ def test_a_quiet_machine_rules_nothing_in(project):
         item["title"] for item in checks["tcp_connections_within_limits"]["evidence"]
     }
     assert {a["status"] for a in data["actions"]} == {"not_needed"}
+    # Nothing found: no severity is claimed, neither suggested nor the runbook's P1 default.
+    assert (data["severity"], data["severity_suggested"], data["severity_source"]) == (
+        None,
+        None,
+        None,
+    )
     assert_read_only(data)
     assert result.exit_code == 0, result.output
 
@@ -214,7 +220,7 @@ def assert_no_password(project, pg, result, data, audit_log) -> None:
 def test_the_postgres_check_is_skipped_without_a_dsn(project):
     _, data = project.run_json("connection-exhaustion")
     check = by_id(data["checks"])["postgres_below_max_connections"]
-    assert (check["outcome"], check["message"]) == ("skipped", "no pg_dsn configured")
+    assert (check["outcome"], check["message"]) == ("skipped", "needs --param pg_dsn=DSN")
     assert statuses(data)["postgres-max-connections"] == "untested"
 
 
@@ -326,7 +332,7 @@ def test_a_time_wait_pile_up_is_ruled_in(project):
     found = statuses(data)
     assert found["too-many-connections"] == "ruled_in", data["checks"]
     [reason] = by_id(data["hypotheses"])["too-many-connections"]["evidence"]
-    assert "sockets in TIME-WAIT (threshold 1000)" in reason, reason
+    assert "sockets in TIME-WAIT (threshold 1000; " in reason, reason
     # Piles from earlier runs may still wait: the top three destinations are named.
     assert f"127.0.0.1:{port} ({piles})" in reason.partition("most to ")[2], reason
     assert found["fd-limit"] != "ruled_in"

@@ -241,7 +241,7 @@ def test_without_a_dsn_every_check_is_skipped(project, quiet):
     _, data = run_database_slow(project, {})
     reasons = {check["id"]: check["message"] for check in data["checks"]}
     assert set(reasons.values()) == {
-        "no pg_dsn configured (and no PGHOST, PGSERVICE or PGDATABASE set)"
+        "needs --param pg_dsn=DSN (or PGHOST, PGSERVICE or PGDATABASE set)"
     }
     assert {check["outcome"] for check in data["checks"]} == {"skipped"}
     assert {h["status"] for h in data["hypotheses"]} == {"untested"}

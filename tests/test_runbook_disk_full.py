@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -127,7 +128,10 @@ def test_a_filesystem_filled_to_the_brim_is_ruled_in(project, scratch):
     assert found["filesystem-full"] == "ruled_in"
     [reason] = by_id(data["hypotheses"])["filesystem-full"]["evidence"]
     assert reason.startswith(f"{disk} (tmpfs) is 100% full"), reason
-    assert found["inodes-exhausted"] == found["huge-files"] == "ruled_out"  # 4 MiB is not huge
+    assert found["inodes-exhausted"] == "ruled_out"
+    # One file fills the whole (small) filesystem: it takes most of the space, so it is huge.
+    assert found["huge-files"] == "ruled_in"
+    assert f"{disk}/fill.bin takes" in by_id(data["hypotheses"])["huge-files"]["evidence"][0]
     assert found["deleted-but-open"] != "ruled_in"
     checks = by_id(data["checks"])
     assert checks["filesystem_has_room"]["outcome"] == "failed"  # the symptom
@@ -187,7 +191,9 @@ def test_a_deleted_file_held_open_is_ruled_in_with_its_process(project, scratch,
     found = statuses(data)
     assert found["deleted-but-open"] == "ruled_in", by_id(data["checks"])
     [reason] = by_id(data["hypotheses"])["deleted-but-open"]["evidence"]
-    assert f"python3 (pid {process.pid}) holds 8.0 MiB" in reason, reason
+    # The kernel names a process after the file it ran (the venv's python, or python3).
+    command = Path(sys.executable).name[:15]
+    assert f"{command} (pid {process.pid}) holds 8.0 MiB" in reason, reason
     assert f"e.g. {disk}/rotated.log" in reason
     table = check_evidence(data, "no_deleted_files_held_open")
     assert str(process.pid) in table and f"{disk}/rotated.log" in table
@@ -252,4 +258,56 @@ def test_disk_full_over_ssh_names_the_remote_users_process(
     assert f"(pid {process.pid}) holds 8.0 MiB" in reason
     assert found["filesystem-full"] == found["inodes-exhausted"] == "ruled_out"
     assert not [command for command in data["commands"] if command["blocked"]]
+    assert done.returncode == 1
+
+
+def test_one_file_taking_most_of_a_small_filesystem_is_huge(project, scratch):
+    # 63 MiB is under huge_file_mb (100), but it is nearly all of a 64 MiB filesystem.
+    disk = scratch(size="64m")
+    (disk / "dump.bin").write_bytes(b"x" * (63 << 20))
+    result, data = project.run_json("disk-full", "--param", f"path={disk}")
+    found = statuses(data)
+    assert found["huge-files"] == "ruled_in", by_id(data["checks"])["no_huge_files"]
+    [reason] = by_id(data["hypotheses"])["huge-files"]["evidence"]
+    assert re.fullmatch(
+        rf"{re.escape(str(disk))}/dump\.bin takes 63\.0 MiB \(9[7-9]% of {re.escape(str(disk))}\)"
+        r" \(threshold 32\.0 MiB\)",
+        reason,
+    ), reason
+    assert found["filesystem-full"] == "ruled_in"
+    assert (data["severity"], data["severity_source"]) == ("P2", "runbook")
+    assert result.exit_code == 1
+
+
+def test_a_small_file_on_a_small_filesystem_is_not_huge(project, scratch):
+    disk = scratch(size="64m")
+    (disk / "data.bin").write_bytes(b"x" * (20 << 20))  # a third: not most of the space
+    result, data = project.run_json("disk-full", "--param", f"path={disk}")
+    assert statuses(data)["huge-files"] == "ruled_out"
+    assert (data["severity"], result.exit_code) == (None, 0)
+
+
+def test_space_held_by_a_deleted_file_decides_although_pid_1_is_unreadable(
+    remote_project, sshd: SSHServer, scratch, holder
+):
+    # Over SSH as an ordinary user, root's processes (pid 1 first) cannot be read. The
+    # user's own process holds 63 MiB of a 64 MiB filesystem: that decides, whatever
+    # the unreadable processes hold. Default thresholds.
+    disk = scratch(size="64m")
+    process = holder(disk / "rotated.log", 63 << 20, user=USER)
+    done = remote_project.run(
+        "run", "disk-full", "-H", f"127.0.0.2:{sshd.port}", "--param", f"path={disk}",
+        "--json", "result.json",
+    )  # fmt: skip
+    data = json.loads((remote_project.root / "result.json").read_text())
+    assert data["hosts"][0]["status"] == "ok", done.stdout + done.stderr
+    check = by_id(data["checks"])["no_deleted_files_held_open"]
+    unreadable = {e["title"]: e["body"] for e in check["evidence"]}
+    assert "/proc/1\n" in unreadable["Processes whose open files could not be read"] + "\n"
+    assert statuses(data)["deleted-but-open"] == "ruled_in", check["message"]
+    [reason] = by_id(data["hypotheses"])["deleted-but-open"]["evidence"]
+    assert re.match(
+        r"deleted files still open hold 63\.0 MiB \(9[7-9]% of .*; threshold 32\.0 MiB\): ", reason
+    ), reason
+    assert f"(pid {process.pid}) holds 63.0 MiB, e.g. {disk}/rotated.log" in reason
     assert done.returncode == 1

@@ -228,6 +228,8 @@ def test_a_crowd_of_runnable_processes_is_ruled_in_as_too_many(tmp_path, crowd):
     assert run_queue["outcome"] == "failed" and run_queue["tests"] == ["too-many-processes"]
     [message] = [line for line in crowded["evidence"] if "threads are runnable" in line]
     assert int(message.split()[0]) >= 20, message
+    # ... and it names who is runnable: the crowd's spinners.
+    assert any(f"(pid {pid})" in message for pid in crowd.spinners), message
     # The thread count names the process that holds the threads: the crowd's parent.
     named = [line for line in crowded["evidence"] if f"(pid {crowd.pid}) has 65" in line]
     assert named, crowded["evidence"]

@@ -282,3 +282,48 @@ def test_a_journal_unit_is_read_instead_of_the_log_file(logs_project):
     assert pipeline and pipeline[0].startswith("journalctl -u app.service --since ")
     assert " | awk " in pipeline[0]
     assert result.exit_code == 1
+
+
+def test_refused_connections_name_the_dependency_the_log_names(logs_project, tmp_path):
+    # No dependency parameter: the log itself says who refuses (db:5432 most, then redis).
+    now = dt.datetime.now()
+    start = now - dt.timedelta(minutes=3)
+    db = "ERROR Connection refused: could not connect to db:5432"
+    redis = "ERROR dial tcp 10.0.0.7:6379: connect: connection refused"
+    lines = quiet_hour(now) + spike(start, 30, db) + spike(start, 5, redis, seconds=10)
+    result, data = run(logs_project, write_log(tmp_path, sorted(lines)))
+    assert statuses(data)["dependency-refusing"] == "ruled_in", data["checks"]
+    [reason] = by_id(data["hypotheses"])["dependency-refusing"]["evidence"]
+    assert reason.startswith(
+        "35 refused connections to db:5432 (30), 10.0.0.7:6379 (5) in the last 5 min in "
+    ), reason
+    assert reason.endswith("threshold 1)")
+    table = by_id(data["checks"])["log_shows_no_refused_connections"]["evidence"][0]["body"]
+    assert table.splitlines()[0].split()[0] == "peer" and "db:5432" in table
+    checks = by_id(data["checks"])
+    probe = checks["dependency_accepts_connections"]
+    assert (probe["outcome"], probe["message"]) == ("skipped", "needs --param dependency=HOST:PORT")
+    assert (data["severity"], data["severity_source"]) == ("P2", "runbook")
+    assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "peer"),
+    [
+        ("ERROR connect ECONNREFUSED [::1]:5432", "[::1]:5432"),
+        (
+            'FATAL connection to server at "pg-main" (10.1.2.3), port 5433 failed: '
+            "Connection refused",
+            "pg-main:5433",
+        ),
+        ("ERROR POST http://payments:8443/pay: Connection refused", "payments:8443"),
+        ("ERROR java.net.ConnectException: Connection refused", None),
+    ],
+)
+def test_the_refused_peer_is_read_from_common_log_shapes(logs_project, tmp_path, line, peer):
+    now = dt.datetime.now()
+    lines = quiet_hour(now) + spike(now - dt.timedelta(minutes=2), 3, line)
+    _, data = run(logs_project, write_log(tmp_path, lines))
+    [reason] = by_id(data["hypotheses"])["dependency-refusing"]["evidence"]
+    wanted = f"3 refused connections to {peer} in" if peer else "(the lines name no host:port)"
+    assert wanted in reason, reason

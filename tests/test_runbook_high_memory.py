@@ -34,6 +34,8 @@ HYPOTHESES = ["memory-leak", "swap-thrashing", "oom-kills", "page-cache"]
 # Kills older than this (3 s) do not count: earlier tests' OOM kills stay in the log.
 FRESH_OOM = ("--param", "oom_window_minutes=0.05")
 FAST = ("--param", "sample_seconds=1")
+#: The kernel's name of a process this interpreter runs: ``python3``, or ``python`` from a venv.
+COMM = re.escape(Path(sys.executable).name[:15])
 
 GROWER = """
 import time
@@ -125,7 +127,7 @@ def test_a_process_holding_a_share_of_memory_is_ruled_in(project, spawn):
     found = statuses(data)
     assert found["memory-leak"] == "ruled_in"
     [reason] = by_id(data["hypotheses"])["memory-leak"]["evidence"]
-    match = re.search(rf"python3 \(pid {holder.pid}\) holds (\d+) MiB \((\d+)% of memory", reason)
+    match = re.search(rf"{COMM} \(pid {holder.pid}\) holds (\d+) MiB \((\d+)% of memory", reason)
     assert match, reason
     assert 1024 <= int(match[1]) < 1100, reason
     checks = by_id(data["checks"])
@@ -189,7 +191,7 @@ def test_a_real_oom_kill_in_a_memory_cgroup_is_ruled_in(project):
     found = statuses(data)
     assert found["oom-kills"] == "ruled_in", by_id(data["checks"])["no_recent_oom_kills"]
     [reason] = by_id(data["hypotheses"])["oom-kills"]["evidence"]
-    assert re.search(rf"python3 \(pid {victim.pid}, \d+ MiB\) at its cgroup's memory limit", reason)
+    assert re.search(rf"{COMM} \(pid {victim.pid}, \d+ MiB\) at its cgroup's memory limit", reason)
     assert str(victim.pid) in check_evidence(data, "no_recent_oom_kills")
     assert found["swap-thrashing"] == found["page-cache"] == "ruled_out"
     assert by_id(data["actions"])["restart_service"]["status"] == "planned"

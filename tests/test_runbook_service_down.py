@@ -259,18 +259,19 @@ def test_a_certificate_expiring_in_two_days_is_ruled_in(project, healthy, tls_2_
 
 
 def test_checks_that_do_not_apply_are_skipped_with_a_reason(project, healthy):
-    params = {**healthy, "process": "", "port": "0", "dns_name": "", "tls_host": ""}
+    # An empty value (an unset CI variable) supplies nothing, like leaving the --param out.
+    params = {**healthy, "process": "", "port": "", "dns_name": "", "tls_host": ""}
     _, data = run_service_down(project, params)
     checks = by_id(data["checks"])
     skipped = {
         key: check["message"] for key, check in checks.items() if check["outcome"] == "skipped"
     }
     assert skipped == {
-        "process_is_running": "no process name configured",
-        "port_is_listening": "no port configured",
-        "name_resolves": "no dns_name configured and the health URL names no host name",
+        "process_is_running": "needs --param process=PROCESS",
+        "port_is_listening": "needs --param port=PORT",
+        "name_resolves": "needs --param dns_name=NAME (or a health_url with a host name)",
         "certificate_is_valid_for_long_enough": (
-            "no tls_host configured and the health URL is not https"
+            "needs --param tls_host=HOST (or an https health_url)"
         ),
     }
     statuses = {h["id"]: h["status"] for h in data["hypotheses"]}
@@ -317,3 +318,43 @@ def test_service_down_lints_and_dry_runs_cleanly(tmp_path):
     assert "restart_service" in dry.stdout
     for hypothesis in HYPOTHESES:
         assert hypothesis in dry.stdout
+
+
+def test_a_healthy_service_given_only_its_health_url_rules_nothing_in(project, web):
+    # A real HTTP server on 127.0.0.1: no made-up process name or port is looked for.
+    url = f"{web.url}/health"
+    result, data = run_service_down(project, {"health_url": url})
+    hypotheses = by_id(data["hypotheses"])
+    statuses = {key: value["status"] for key, value in hypotheses.items()}
+    assert "ruled_in" not in statuses.values(), [c["message"] for c in data["checks"]]
+    assert statuses["health-check-failing"] == "ruled_out"
+    assert statuses["process-not-running"] == statuses["port-not-listening"] == "untested"
+    checks = by_id(data["checks"])
+    assert checks["process_is_running"]["message"] == "needs --param process=PROCESS"
+    assert checks["port_is_listening"]["message"] == "needs --param port=PORT"
+    assert checks["service_answers"]["outcome"] == "passed"
+    [response] = checks["health_endpoint_is_healthy"]["evidence"][:1]
+    assert url in response["body"] and " 200 " in response["body"]  # the measured answer
+    assert by_id(data["actions"])["restart_service"]["status"] == "not_needed"
+    assert (data["severity"], data["severity_source"]) == (None, None)  # found nothing
+    assert result.exit_code == 0, result.output
+
+
+def test_without_parameters_nothing_is_guessed(project):
+    result, data = run_service_down(project, {})
+    checks = by_id(data["checks"])
+    assert {c["outcome"] for c in checks.values()} == {"skipped"}
+    assert checks["service_answers"]["message"] == "needs --param health_url=HEALTH_URL"
+    assert checks["process_is_running"]["message"] == "needs --param process=PROCESS"
+    assert {h["status"] for h in data["hypotheses"]} == {"untested"}
+    assert data["severity"] is None
+    assert result.exit_code != 1, result.output  # nothing ruled in on a machine never looked at
+
+
+def test_a_broken_health_check_on_a_real_service_suggests_p1(project, web):
+    url = f"{web.url}/broken"
+    result, data = run_service_down(project, {"health_url": url})
+    [reason] = by_id(data["hypotheses"])["health-check-failing"]["evidence"]
+    assert reason == f"GET {url} answered 500, expected 200"
+    assert (data["severity"], data["severity_source"]) == ("P1", "runbook")
+    assert result.exit_code == 1

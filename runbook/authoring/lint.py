@@ -24,7 +24,9 @@ from runbook.model import CheckItem
 from runbook.model import Runbook
 from runbook.outcomes import CollectionError
 from runbook.outcomes import UsageError
+from runbook.params import REQUIRED_TYPES
 from runbook.params import coerce
+from runbook.params import is_required
 from runbook.safety.commandscan import PLACEHOLDER
 from runbook.safety.commandscan import CommandScanner
 from runbook.safety.guard import Refused
@@ -44,6 +46,8 @@ RULES = {
     "action-mitigates": "every action mitigates at least one hypothesis",
     "fixtures": "every fixture a check or action asks for exists, with a fitting scope",
     "params": "every PARAMS default has a type --param can set, and its text coerces back",
+    "placeholder-param": "no PARAMS default is a made-up stand-in (app, example.com, <host>) "
+    "for a value the operator must supply: declare its type instead (str, int)",
     "read-only": "no check passes host.run a command, visible in the source, that the "
     "read-only guard refuses",
 }
@@ -52,6 +56,16 @@ SCHEMA = "runbook.lint/1"
 
 _PARAM_TYPES = (str, bool, int, float, list, tuple)
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Values that stand in for the operator's own (a process, a service, a host, a URL).
+_PLACEHOLDER_WORDS = frozenset(
+    {"app", "myapp", "my-app", "my_app", "myservice", "my-service", "service", "example",
+     "changeme", "change-me", "todo", "tbd", "xxx", "foo", "bar", "placeholder"}
+)  # fmt: skip
+# RFC 2606 / 6761 names that never belong to anyone's service.
+_PLACEHOLDER_HOST = re.compile(
+    r"(^|[/@.])(example\.(com|net|org)|[a-z0-9-]+\.(example|invalid|test))(?=$|[:/])", re.I
+)
+_ANGLE_PLACEHOLDER = re.compile(r"<[^<>]+>")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -139,6 +153,7 @@ def lint_runbook(
         *_actions(runbook),
         *_fixtures(runbook, plugin_fixtures),
         *_params(runbook, source),
+        *_placeholders(runbook, source),
         *_read_only(runbook, allowed),
     ]
     found.sort(key=lambda f: f.lineno or 0)
@@ -259,6 +274,13 @@ def _params(runbook: Runbook, source: _Source) -> Iterable[Finding]:
 def _param_problem(key: str, default: Any) -> str | None:
     if not _PARAM_NAME.match(key):
         return f"parameter {key!r}: not a valid name (params.{key} could not reach it)"
+    if is_required(default):
+        if default not in REQUIRED_TYPES:
+            return (
+                f"parameter {key}: {default.__name__} is not a type --param can set "
+                "(str, int, float, bool or list)"
+            )
+        return None
     if not isinstance(default, _PARAM_TYPES):
         return (
             f"parameter {key}: default {default!r} is a {type(default).__name__}; --param sets "
@@ -275,6 +297,29 @@ def _param_problem(key: str, default: Any) -> str | None:
     except UsageError as exc:
         return str(exc)
     return None
+
+
+def _placeholders(runbook: Runbook, source: _Source) -> Iterable[Finding]:
+    for key, default in runbook.params.items():
+        if isinstance(default, str) and _is_placeholder(default):
+            yield Finding(
+                str(runbook.path),
+                source.param_lines.get(key),
+                "placeholder-param",
+                f"parameter {key}: default {default!r} stands in for a value the operator "
+                f"must supply; declare it {{{key!r}: str}} so that checks needing it are "
+                f"skipped until --param {key}=... is given",
+            )
+
+
+def _is_placeholder(value: str) -> bool:
+    """True for a made-up stand-in: ``app``, ``example.com``, ``<host>``, ``svc.invalid``."""
+    text = value.strip()
+    return bool(
+        text.lower() in _PLACEHOLDER_WORDS
+        or _PLACEHOLDER_HOST.search(text)
+        or _ANGLE_PLACEHOLDER.search(text)
+    )
 
 
 def _read_only(runbook: Runbook, allowed: Sequence[str]) -> Iterable[Finding]:

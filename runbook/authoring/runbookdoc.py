@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runbook.output.templating import markdown_table
+from runbook.params import param_type
+from runbook.params import shown_default
 
 if TYPE_CHECKING:
     from runbook.model import Runbook
@@ -56,7 +58,7 @@ def markdown_page(runbook: Runbook) -> str:
     if runbook.params:
         secret = set(runbook.secrets)
         params = [
-            [f"`{k}`", type(v).__name__, "***" if k in secret else repr(v)]
+            [f"`{k}`", param_type(v).__name__, "***" if k in secret else shown_default(v)]
             for k, v in runbook.params.items()
         ]
         lines += ["", "## Parameters (`--param KEY=VALUE`)", ""]

@@ -177,7 +177,13 @@ def show(name: str, markdown: bool) -> int:
         click.echo("  none")
     if runbook.params:
         click.echo("\nParameters (--param KEY=VALUE):")
-        rows = [[k, type(v).__name__, v] for k, v in runbook.params.items()]
+        from runbook.params import is_required
+        from runbook.params import param_type
+
+        rows = [
+            [k, param_type(v).__name__, "(required)" if is_required(v) else v]
+            for k, v in runbook.params.items()
+        ]
         click.echo(tabulate(rows, headers=["name", "type", "default"], disable_numparse=True))
     return ExitCode.OK
 

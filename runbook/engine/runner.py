@@ -44,6 +44,7 @@ from runbook.results import RunResult
 from runbook.safety.guard import make_policy
 from runbook.safety.redact import Redactor
 from runbook.severity import decide
+from runbook.severity import has_findings
 from runbook.severity import suggest
 from runbook.verdicts import judge
 
@@ -248,7 +249,9 @@ class Run:
             warning = f"runbook_suggest_severity failed: {type(exc).__name__}: {exc}"
             warnings = (*result.warnings, self.redactor.text(warning))
             return dataclasses.replace(result, warnings=warnings)
-        final, source = decide(self.options.severity, suggested, self.runbook.severity)
+        final, source = decide(
+            self.options.severity, suggested, self.runbook.severity, found=has_findings(result)
+        )
         return dataclasses.replace(
             result, severity=final, severity_suggested=suggested, severity_source=source
         )
