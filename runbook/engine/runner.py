@@ -17,6 +17,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
 
+from runbook.config import DEFAULT_PLUGINS
 from runbook.engine.hostrun import HostRun
 from runbook.fixtures import FixtureError
 from runbook.fixtures import FixtureManager
@@ -285,6 +286,7 @@ class Run:
         items += [
             f"plugin {impl.plugin_name} implements runbook_command_policy"
             for impl in self.hook.runbook_command_policy.get_hookimpls()
+            if impl.plugin_name not in DEFAULT_PLUGINS  # built-in rules (docs/safety.md)
         ]
         return tuple(items)
 
