@@ -78,7 +78,7 @@ SYNTAX_WORDS = frozenset(
     all and any array as asc between both by case cast collate cube current_date
     current_time current_timestamp distinct else except exists explain filter for from
     grouping group having in intersect is join lateral leading like ilike limit
-    localtime localtimestamp materialized not null offset on or order over partition
+    localtime localtimestamp materialized not null offset on operator or order over partition
     recursive rollup row rows select sets similar some then to trailing union using
     values when where window with within zone
     bigint bit boolean char character dec decimal double float int integer interval
