@@ -23,10 +23,10 @@ identifier begins and ends must be decided exactly as the server decides it:
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import string
 from typing import Literal
+from typing import NamedTuple
 
 TokenKind = Literal["word", "name", "string", "number", "param", "op", "punct", "cast"]
 
@@ -35,8 +35,7 @@ class Refused(ValueError):
     """The text cannot be split safely; the message says why."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """One token; ``word`` is an unquoted identifier or keyword (folded), ``name`` a quoted one.
 
     Literals keep no text: the policy never looks inside them.
@@ -48,9 +47,11 @@ class Token:
 
 _FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _HIGH = "\u0080-\U0010ffff"  # PostgreSQL counts every non-ASCII byte as a letter
+# Whitespace, then one token (or the end): one match per token keeps the loop short.
 _SIMPLE = re.compile(
     rf"""
-    (?P<space>[ \t\n\r\f\v]+)
+    [ \t\n\r\f\v]*
+    (?:(?P<end>\Z)
     |(?P<comment>--[^\n\r]*)
     |(?P<block>/\*)
     |(?P<prefixed>[EeNnBbXx]')
@@ -63,7 +64,7 @@ _SIMPLE = re.compile(
     |(?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[Ee][+-]?[0-9]+)?)
     |(?P<cast>::)
     |(?P<op>[~!@\#^&|`?+\-*/%<>=])
-    |(?P<punct>[(),;\[\].:])
+    |(?P<punct>[(),;\[\].:]))
     """,
     re.X,
 )
@@ -79,10 +80,11 @@ def tokenize(sql: str) -> list[Token]:
     while position < end:
         match = _SIMPLE.match(sql, position)
         if match is None:
-            raise Refused(_stray(sql[position]))
-        kind, text = match.lastgroup, match[0]
+            raise Refused(_stray(sql[position:].lstrip(" \t\n\r\f\v")[:1]))
+        kind = match.lastgroup
+        text = match[kind] if kind else ""
         position = match.end()
-        if kind == "space" or kind == "comment":
+        if kind == "end" or kind == "comment":
             continue
         if kind == "block":
             position = _skip_comment(sql, position)

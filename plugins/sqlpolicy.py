@@ -86,6 +86,13 @@ SYNTAX_WORDS = frozenset(
     """.split()
 )
 _MATERIALIZED = (Token("word", "not"), Token("word", "materialized"))
+_SEMICOLON = Token("punct", ";")
+_OPEN = Token("punct", "(")
+_CLOSE = Token("punct", ")")
+_DOT = Token("punct", ".")
+_AS = Token("word", "as")
+_CAST = Token("cast", "::")
+_WITH = Token("word", "with")
 _ONLY_READS = "only SELECT, SHOW, EXPLAIN and WITH ... SELECT"
 #: What may follow ``name (`` in a subquery, never in a function's arguments.
 _SUBQUERY = frozenset({"select", "with", "values", "table"})
@@ -106,11 +113,11 @@ def read_only_refusal(sql: str) -> str | None:
 
 
 def _judge(tokens: list[Token]) -> None:
-    while tokens and tokens[-1] == Token("punct", ";"):
+    while tokens and tokens[-1] == _SEMICOLON:
         tokens = tokens[:-1]
     if not tokens:
         raise Refused("an empty statement")
-    if Token("punct", ";") in tokens:
+    if _SEMICOLON in tokens:
         raise Refused("several statements in one string; send one at a time")
     first = tokens[0]
     if first.kind != "word" or first.text not in READ_STATEMENTS:
@@ -128,16 +135,16 @@ def _judge(tokens: list[Token]) -> None:
 def _check_call(tokens: Sequence[Token], index: int) -> None:
     """Refuse the name at ``index`` if it calls a function that is not allowed."""
     after = tokens[index + 1] if index + 1 < len(tokens) else None
-    if after != Token("punct", "("):
+    if after != _OPEN:
         return
     if index + 2 < len(tokens) and tokens[index + 2].kind == "word":
         if tokens[index + 2].text in _SUBQUERY:
             return  # JOIN (SELECT ...): a subquery, not a call
     start = index
-    while start >= 2 and tokens[start - 1] == Token("punct", ".") and _is_name(tokens[start - 2]):
+    while start >= 2 and tokens[start - 1] == _DOT and _is_name(tokens[start - 2]):
         start -= 2
     before = tokens[start - 1] if start else None
-    if before == Token("cast", "::") or before == Token("word", "as"):
+    if before == _CAST or before == _AS:
         return  # a type with a modifier (::numeric(10,2)) or an alias's columns (AS t(a, b))
     name = tokens[index]
     if start != index:
@@ -172,7 +179,7 @@ def _cte_names(tokens: Sequence[Token]) -> set[int]:
     """Return the indexes of the names a ``WITH`` list gives (``WITH t(a) AS (...)``)."""
     names: set[int] = set()
     for index, token in enumerate(tokens):
-        if token != Token("word", "with"):
+        if token != _WITH:
             continue
         position = index + 1
         if position < len(tokens) and tokens[position] == Token("word", "recursive"):
@@ -204,9 +211,9 @@ def _closing(tokens: Sequence[Token], position: int) -> int:
     """Return the index of the parenthesis closing the one at ``position`` (or the end)."""
     depth = 0
     for index in range(position, len(tokens)):
-        if tokens[index] == Token("punct", "("):
+        if tokens[index] == _OPEN:
             depth += 1
-        elif tokens[index] == Token("punct", ")"):
+        elif tokens[index] == _CLOSE:
             depth -= 1
             if not depth:
                 return index
