@@ -29,6 +29,7 @@ from .sqllex import Refused
 from .sqlpolicy import read_only_refusal
 
 PSQL = frozenset({"psql", "/usr/bin/psql", "/bin/psql", "/usr/local/bin/psql"})
+_STARTS = tuple(f"{name} " for name in PSQL) + tuple(PSQL)
 #: Options without a value that only change the output, the echo or the prompting.
 FLAGS = {
     "a": "echo-all",
@@ -107,6 +108,8 @@ _PART = re.compile(r"""(?P<space>[ \t]+)|[A-Za-z0-9_@%+=:,./-]+|'[^']*'|"[^"$`\\
 @hookimpl
 def runbook_command_policy(command: str) -> str | None:
     """Allow a plain ``psql -c`` whose SQL is a plain read; refuse other ``psql -c``."""
+    if not command.startswith(_STARTS):
+        return None  # most commands: no opinion, at the cost of one comparison
     words = shell_words(command)
     if not words or words[0] not in PSQL:
         return None
