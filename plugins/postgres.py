@@ -5,26 +5,33 @@ psycopg), whatever the current target is: the DSN names the database. It
 comes from the ``pg_dsn`` parameter of the runbook, or when that is empty
 from the ``PG*`` environment variables libpq reads.
 
-Read-only at two layers:
+Read-only at three layers:
 
 1. the client refuses, before anything is sent, every statement that is not a
-   plain read (``sqlpolicy.read_only_refusal``): one ``SELECT``, ``SHOW``,
-   ``EXPLAIN`` (without ``ANALYZE``) or ``WITH ... SELECT``, calling none of the
-   functions that change state (cancelling or terminating backends,
-   ``set_config``, sequences, large objects, ``dblink`` ...). It raises
-   ``ReadOnlyViolation`` with the reason;
-2. every statement runs inside ``BEGIN READ ONLY`` ... ``ROLLBACK`` (never
-   ``default_transaction_read_only``, which a plain ``SET`` undoes), and the
-   transaction takes its snapshot before the statement, so it cannot be
-   turned read-write. PostgreSQL's refusal also becomes ``ReadOnlyViolation``.
+   plain read (``sqlpolicy.read_only_refusal``, judging the text as the server
+   will receive it, placeholders filled in): one ``SELECT``, ``SHOW``,
+   ``EXPLAIN`` (without ``ANALYZE``) or ``WITH ... SELECT`` that calls only
+   functions on an allowlist. It raises ``ReadOnlyViolation`` with the reason;
+2. the statement goes with the extended query protocol, which carries exactly
+   one statement: should the text check ever be wrong about where a string
+   ends, the server refuses a second statement instead of running it;
+3. every statement runs inside ``BEGIN READ ONLY`` ... ``ROLLBACK``, on a
+   session whose ``default_transaction_read_only`` is on, and the transaction
+   takes its snapshot before the statement, so it cannot be turned
+   read-write. PostgreSQL's refusal also becomes ``ReadOnlyViolation``.
 
-Neither layer stops a function that *reads* as a SELECT and writes anyway (a
-user-defined function that calls ``pg_terminate_backend``): connect as a role
-with ``pg_monitor`` only, not a superuser. The password is never shown: it is
-scrubbed from every error the client raises.
+None of the layers stops a function that *reads* as a SELECT and acts anyway (a
+user-defined operator, a view or a type whose functions call
+``pg_terminate_backend``): connect as a role with ``pg_monitor`` only, not a
+superuser. The password is never shown: it is scrubbed from every error the
+client raises.
 
 Queries go through ``host.exchange``, so ``runbook run --record`` keeps their
-rows in the cassette and ``--replay`` answers them without connecting.
+rows (or the server's refusal) in the cassette and ``--replay`` answers them
+without connecting; the text check runs before, in both.
+
+The plugin also judges ``psql -c`` commands that checks run through
+``host.run`` with the same statement policy (see ``psql``).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from __future__ import annotations
 import ctypes  # noqa: F401
 import dataclasses
 import os
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Any
@@ -42,12 +50,19 @@ from runbook import Host
 from runbook import ReadOnlyViolation
 from runbook import fixture
 
+from .psql import runbook_command_policy as runbook_command_policy
 from .sqlpolicy import read_only_refusal
 
 if TYPE_CHECKING:
     import psycopg
 
 _PG_ENV = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGDATABASE")
+#: Every session of the client is read-only by default, below its BEGIN READ ONLY.
+_READ_ONLY_OPTION = "-c default_transaction_read_only=on"
+# psycopg's placeholders, as its query converter finds them (psycopg/_queries.py).
+_PLACEHOLDER = re.compile(r"%(?:\(([^)]+)\).|.)")
+#: How a server refusal is kept in a cassette, so that a replay refuses it again.
+_REFUSED = "refused"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,20 +119,21 @@ class PostgresClient:
 
         Raise ``ReadOnlyViolation`` (sending nothing) unless ``sql`` is one
         ``SELECT``, ``SHOW``, ``EXPLAIN`` without ``ANALYZE`` or ``WITH ... SELECT``
-        that calls no refused function. ``params`` fill ``%s`` placeholders.
+        that calls only allowed functions. ``params`` fill ``%s`` placeholders.
         """
-        reason = read_only_refusal(sql)
+        shown = " ".join(sql.split())[:200]
+        reason = read_only_refusal(as_sent(sql, params))
         if reason is not None:
-            raise ReadOnlyViolation(
-                " ".join(sql.split())[:200],
-                reason,
-                "the postgres fixture sends plain reads only",
-            )
+            raise ReadOnlyViolation(shown, reason, "the postgres fixture sends plain reads only")
         if self._host is None:
-            return self._execute(sql, params)
-        # Through the host, so that --record keeps the rows and --replay answers them.
-        request = sql if params is None else f"{sql} -- params: {params!r}"
-        return self._host.exchange("sql", request, lambda: self._execute(sql, params))
+            rows = self._perform(sql, params)
+        else:
+            # Through the host, so that --record keeps the rows and --replay answers them.
+            request = sql if params is None else f"{sql} -- params: {params!r}"
+            rows = self._host.exchange("sql", request, lambda: self._perform(sql, params))
+        if isinstance(rows, dict):
+            raise ReadOnlyViolation(shown, str(rows.get(_REFUSED, "refused by PostgreSQL")))
+        return rows
 
     def connections(self) -> ConnectionUsage:
         """Count client connections by state, against ``max_connections``."""
@@ -218,11 +234,20 @@ class PostgresClient:
             self._connection.close()
             self._connection = None
 
+    def _perform(self, sql: str, params: Any) -> list[dict[str, Any]] | dict[str, str]:
+        """Run ``sql``; a refusal by the server becomes data, to be kept in a cassette."""
+        try:
+            return self._execute(sql, params)
+        except ReadOnlyViolation as refused:
+            return {_REFUSED: refused.reason}
+
     def _execute(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         """Run ``sql`` inside ``BEGIN READ ONLY`` ... ``ROLLBACK``, with no text check.
 
         The snapshot is taken (and read-only mode confirmed) before ``sql`` runs,
-        so ``sql`` cannot make the transaction read-write.
+        so ``sql`` cannot make the transaction read-write. ``sql`` goes with the
+        extended query protocol (``stream``), so the server runs one statement
+        at most.
         """
         import psycopg
         from psycopg.rows import dict_row
@@ -240,8 +265,7 @@ class PostgresClient:
                     state = cursor.fetchone()
                     if not state or state["read_only"] != "on":
                         raise RuntimeError("PostgreSQL did not start a read-only transaction")
-                    cursor.execute(sql, params)
-                    return list(cursor.fetchall()) if cursor.description else []
+                    return list(cursor.stream(sql, params))
                 finally:
                     if not connection.closed:
                         connection.execute("ROLLBACK")
@@ -249,6 +273,12 @@ class PostgresClient:
             raise ReadOnlyViolation(
                 " ".join(sql.split())[:200], self._scrub(f"PostgreSQL refused it: {exc}")
             ) from exc
+        except psycopg.errors.SyntaxError as exc:
+            if exc.sqlstate == "42601" and "multiple commands" in str(exc):
+                raise ReadOnlyViolation(
+                    " ".join(sql.split())[:200], f"PostgreSQL refused several statements: {exc}"
+                ) from exc
+            raise RuntimeError(self._scrub(f"query on {self.where} failed: {exc}")) from None
         except psycopg.Error as exc:
             raise RuntimeError(self._scrub(f"query on {self.where} failed: {exc}")) from None
 
@@ -261,12 +291,21 @@ class PostgresClient:
             raise RuntimeError("no PostgreSQL DSN configured (pg_dsn or PG* variables)")
         try:
             self._connection = psycopg.connect(
-                self._dsn, autocommit=True, connect_timeout=10, application_name="runbook"
+                self._dsn,
+                autocommit=True,
+                connect_timeout=10,
+                application_name="runbook",
+                options=self._options(),
             )
         except psycopg.Error as exc:
             message = self._scrub(f"cannot connect to PostgreSQL at {self.where}: {exc}")
             raise RuntimeError(message) from None
         return self._connection
+
+    def _options(self) -> str:
+        """The server options of the DSN (or ``PGOPTIONS``), read-only by default last."""
+        given = self._settings().get("options", os.environ.get("PGOPTIONS", ""))
+        return f"{given} {_READ_ONLY_OPTION}".strip()
 
     def _settings(self) -> dict[str, str]:
         import psycopg
@@ -283,6 +322,25 @@ class PostgresClient:
         for secret in sorted(filter(None, secrets), key=len, reverse=True):
             text = text.replace(secret, "***")
         return text
+
+
+def as_sent(sql: str, params: Any) -> str:
+    """Return ``sql`` as psycopg sends it: with ``params``, ``%s`` becomes ``$1``, ``%%`` ``%``.
+
+    The statement policy judges this text, the one the server lexes: a
+    placeholder next to a ``$`` or a letter changes where tokens end.
+    """
+    if params is None:
+        return sql
+
+    def convert(match: re.Match[str]) -> str:
+        if match[0] == "%%":
+            return "%"
+        if match[0][-1] not in "sbt":
+            return match[0]  # psycopg refuses it before sending; the policy sees a stray %
+        return "$1"
+
+    return _PLACEHOLDER.sub(convert, sql)
 
 
 @fixture(scope="host")

@@ -3,6 +3,8 @@ helpers against the private PostgreSQL cluster of tests/pg.py, and the fixture v
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from runbook.plugins.postgres import PostgresClient
 from runbook.plugins.sqlpolicy import read_only_refusal
@@ -178,3 +180,45 @@ def test_plugin_provides_the_postgres_fixture_through_the_cli(project, pg):
     assert "pg_terminate_backend terminates another session" in check["message"]
     assert pg.password not in result.output
     assert pg.password not in (project.root / "pgcheck.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("SELECT %s, %s", (1, 2)),
+        ("SELECT %(a)s, %(b)s, %(a)s", {"a": 1, "b": 2}),
+        ("SELECT 5 %% 3, %s", (1,)),
+        ("SELECT %s$q$ x $q$", (1,)),
+        ("SELECT '%s' -- %s\n, %s", (1, 2, 3)),
+    ],
+)
+def test_the_policy_judges_the_text_psycopg_sends(sql, params):
+    from psycopg._queries import PostgresQuery
+    from psycopg.adapt import Transformer
+    from runbook.plugins.postgres import as_sent
+
+    sent = PostgresQuery(Transformer())
+    sent.convert(sql, params)
+    assert as_sent(sql, params) == re.sub(r"\$\d+", "$1", sent.query.decode())
+    assert as_sent(sql, None) == sql
+
+
+def test_the_query_travels_alone_in_a_read_only_session(client):
+    # The extended protocol: the server itself refuses a second statement.
+    refused = client._perform("SELECT 1; SELECT 2", None)
+    assert refused == {"refused": refused["refused"]}
+    assert "PostgreSQL refused several statements" in refused["refused"]
+    assert client.query("SHOW default_transaction_read_only") == [
+        {"default_transaction_read_only": "on"}
+    ]
+
+
+def test_a_server_refusal_in_a_cassette_is_refused_again():
+    class Replay:
+        def exchange(self, kind, request, perform):
+            return {"refused": "PostgreSQL refused it: cannot execute CREATE TABLE"}
+
+    client = PostgresClient("host=replayed", host=Replay())
+    with pytest.raises(ReadOnlyViolation, match="cannot execute CREATE TABLE"):
+        client.query("SELECT 1")
+    assert client._connection is None

@@ -31,6 +31,7 @@ from runbook.outcomes import CollectionError
 from runbook.outcomes import ExitCode
 from runbook.outcomes import UsageError
 from runbook.params import resolve_params
+from runbook.pluginmanager import DEFAULT_PLUGINS
 from runbook.records import RunInfo
 from runbook.records import RunOptions
 from runbook.records import RunStart
@@ -304,6 +305,7 @@ class Run:
         items += [
             f"plugin {impl.plugin_name} implements runbook_command_policy"
             for impl in self.config.hook.runbook_command_policy.get_hookimpls()
+            if impl.plugin_name not in DEFAULT_PLUGINS  # built-in rules (docs/safety.md)
         ]
         return tuple(items)
 
