@@ -413,6 +413,7 @@ SHELL_REFUSED = [
     ("awk '{ next /#/ } { print > \"/tmp/o\" }'", "a division or a regex"),
     ("awk '{ print $1 } # print > \"/tmp/o\"'", "comment"),
     ("awk 'BEGIN { x = 1 } #'", "comment"),
+    ("sed -n '1p\\' /etc/hostname", "missing address delimiter"),  # found by the fuzz test
     # ulimit with a value sets a limit.
     ("ulimit -n 10", "sets a limit"),
     ("ulimit -Sn 1024", "sets a limit"),

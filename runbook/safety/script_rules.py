@@ -137,6 +137,8 @@ class _SedScript:
             index += 1
         if text.startswith("/", index) or text.startswith("\\", index):
             start = index + 1 if text[index] == "/" else index + 2
+            if start > len(text):
+                raise Refused(f"sed script {text!r}: missing address delimiter after \\")
             self.index = regex_end(text, start, text[start - 1]) + 1
             while self.index < len(text) and text[self.index] in "IM":
                 self.index += 1
