@@ -93,7 +93,7 @@ SHELL_ATTEMPTS = [
     # Denial of service: bashlex allocated without bound on these.
     "}}@'@case${{%\\`ip'",
     "}}@'@case${{%`ip'",
-    "cat '${{x'",
+    "}}'${{'",
 ]
 
 #: Python statements in a check's body: each would change something without host.run.
