@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,8 +16,11 @@ from runbook.hosts.host import CommandResult
 from runbook.hosts.host import Host
 from runbook.hosts.host import interpolate
 from runbook.hosts.local import LocalBackend
+from runbook.hosts.sandbox import Sandbox
 from runbook.outcomes import CommandTimeout
+from runbook.outcomes import HostUnavailable
 from runbook.outcomes import ReadOnlyViolation
+from runbook.outcomes import UsageError
 from runbook.steps import Step
 from runbook.steps import current_step
 
@@ -274,3 +281,184 @@ def test_a_local_command_leaves_no_background_process_behind(tmp_path):
     assert result.stdout.strip() == "started"
     time.sleep(0.2)
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
+
+
+# The opt-in OS-level sandbox ([sandbox] in runbook.toml) for the commands of checks.
+
+
+def _sandbox_or_skip(sandbox):
+    """Return ``sandbox`` if this machine can provide it; skip (fail in CI) otherwise."""
+    try:
+        sandbox.prefix()
+    except UsageError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    return sandbox
+
+
+def _in_step(host, read_only, command, *args):
+    step = Step("probe", "check" if read_only else "action", "local", read_only=read_only)
+    token = current_step.set(step)
+    try:
+        return host.run(command, *args)
+    finally:
+        current_step.reset(token)
+
+
+@pytest.mark.parametrize(
+    "sandbox",
+    [Sandbox(read_only=True), Sandbox(user="nobody"), Sandbox(read_only=True, user="nobody")],
+    ids=["read-only mounts", "unprivileged user", "both"],
+)
+def test_sandbox_stops_a_check_command_that_writes(tmp_path, sandbox):
+    """No policy here: the sandbox alone must stop the write the guard would have allowed."""
+    host = Host(LocalBackend(sandbox=_sandbox_or_skip(sandbox)))
+    target = tmp_path / "written"
+    result = _in_step(host, True, "touch %s", target)
+    assert result.exit_status != 0
+    assert not target.exists()
+    shell = _in_step(host, True, f"echo lost > {target}")
+    assert shell.exit_status != 0 and not target.exists()
+    # Reading still works, which is all a check needs (as another user: what it may read).
+    assert _in_step(host, True, ["cat", "/proc/loadavg"]).exit_status == 0
+    assert _in_step(host, True, "ls %s", "/etc").exit_status == 0
+
+
+def test_sandbox_read_only_mounts_cover_every_mount(tmp_path):
+    host = Host(LocalBackend(sandbox=_sandbox_or_skip(Sandbox(read_only=True))))
+    # Field 6 of mountinfo holds each mount's own options: ro everywhere. Of mounts
+    # stacked on one point only the last, on top, can be reached.
+    program = "{ top[$5] = $6 } END { for (p in top) if (top[p] !~ /^ro(,|$)/) print p }"
+    awk = ["awk", program, "/proc/self/mountinfo"]
+    result = _in_step(host, True, awk)
+    assert result.exit_status == 0 and result.stdout == "", result.stdout
+
+
+def test_sandbox_user_cannot_signal_other_users_processes():
+    host = Host(LocalBackend(sandbox=_sandbox_or_skip(Sandbox(user="nobody"))))
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        result = _in_step(host, True, ["kill", "-TERM", str(victim.pid)])
+        assert result.exit_status != 0
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_sandbox_leaves_actions_and_plain_calls_unconfined(tmp_path):
+    host = Host(LocalBackend(sandbox=_sandbox_or_skip(Sandbox(read_only=True))))
+    _in_step(host, False, "touch %s", tmp_path / "by-action")
+    host.run("touch %s", tmp_path / "outside-a-step")
+    assert (tmp_path / "by-action").exists() and (tmp_path / "outside-a-step").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"read_only": "yes"}, "[sandbox] read_only must be true or false"),
+        ({"user": 5}, "[sandbox] user must be a user name"),
+        ({"readonly": True}, "[sandbox] has unknown keys: readonly"),
+    ],
+)
+def test_sandbox_configuration_mistakes_are_one_line_errors(section, message):
+    with pytest.raises(UsageError) as info:
+        Sandbox.from_config({"sandbox": section})
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("sandbox", "message"),
+    [
+        (Sandbox(user="no-such-user-here"), "[sandbox] user 'no-such-user-here' does not exist"),
+        (Sandbox(user="root"), "[sandbox] user 'root' is root: choose an unprivileged user"),
+    ],
+)
+def test_unusable_sandbox_makes_the_host_unavailable(sandbox, message):
+    """Never run a check unconfined when a sandbox was asked for."""
+    backend = LocalBackend(sandbox=sandbox)
+    with pytest.raises(HostUnavailable) as info:
+        backend.connect()
+    assert info.value.message == message
+    assert "\n" not in info.value.message
+
+
+def test_switching_users_without_root_is_refused_in_one_line(monkeypatch):
+    """As an unprivileged operator, [sandbox] user cannot work: say so, in one line."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(UsageError) as info:
+        Sandbox(user="nobody").prefix()
+    assert str(info.value) == (
+        "[sandbox] user = 'nobody' needs root to switch users (runbook runs as uid 1000); "
+        "use read_only alone, or run as root"
+    )
+
+
+def test_read_only_sandbox_works_for_an_unprivileged_operator(monkeypatch, tmp_path):
+    """Without root, read_only uses a user namespace: a write the user could make fails."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start a process as nobody")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    prefix = _sandbox_or_skip(Sandbox(read_only=True)).prefix()
+    assert "--map-root-user" in prefix
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+    shared = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        shared.chmod(0o1777)  # a folder nobody may write to
+        subprocess.run([*as_nobody, "touch", str(shared / "control")], check=True)
+        assert (shared / "control").exists()  # unconfined, the write happens
+        result = subprocess.run(
+            [*as_nobody, *prefix, "touch", str(shared / "confined")], capture_output=True
+        )
+        assert result.returncode != 0 and b"Read-only file system" in result.stderr
+        assert not (shared / "confined").exists()
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_configured_sandbox_holds_where_the_guard_was_told_to_allow(project, tmp_path):
+    """runbook.toml's [sandbox] confines a real run: a write an allowlist let through fails."""
+    _sandbox_or_skip(Sandbox(read_only=True))
+    project.write("runbook.toml", "[sandbox]\nread_only = true\n")
+    target = tmp_path / "written-by-a-check"
+    project.runbook(
+        "confined",
+        f'''
+        """Confined."""
+        from runbook import check, hypothesis
+
+        h = hypothesis("h", "H")
+
+        @check(tests=h, allow_commands=["touch"])
+        def writes(host):
+            host.run("touch %s", "{target}")
+        ''',
+    )
+    _, data = project.run_json("confined")
+    [command] = data["commands"]
+    assert command["blocked"] is False and command["exit_status"] != 0
+    assert not target.exists()
+
+
+def test_unavailable_sandbox_fails_the_host_not_the_operator(project):
+    project.write("runbook.toml", '[sandbox]\nuser = "no-such-user-here"\n')
+    project.runbook(
+        "confined",
+        '''
+        """Confined."""
+        from runbook import check, hypothesis
+
+        h = hypothesis("h", "H")
+
+        @check(tests=h)
+        def reads(host):
+            host.run("cat /proc/loadavg")
+        ''',
+    )
+    result, data = project.run_json("confined")
+    [host] = data["hosts"]
+    assert host["status"] == "error"
+    assert host["error"] == "[sandbox] user 'no-such-user-here' does not exist"
+    assert data["commands"] == []
+    assert result.exit_code != 0

@@ -1,4 +1,8 @@
-"""The local backend: runs commands on this machine with subprocess."""
+"""The local backend: runs commands on this machine with subprocess.
+
+With a ``[sandbox]`` table in ``runbook.toml`` the commands of read-only checks
+run inside an OS-level sandbox (see ``runbook.hosts.sandbox``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,12 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from runbook.hosts.sandbox import Sandbox
 from runbook.markers import hookimpl
 from runbook.outcomes import CommandTimeout
+from runbook.outcomes import HostUnavailable
+from runbook.outcomes import UsageError
+from runbook.steps import current_step
 
 if TYPE_CHECKING:
     from runbook.config import Config
@@ -21,9 +29,11 @@ if TYPE_CHECKING:
 class LocalBackend:
     """Run commands on the local machine; shell strings go through ``sh -c``."""
 
-    def __init__(self, name: str = "local") -> None:
+    def __init__(self, name: str = "local", sandbox: Sandbox | None = None) -> None:
         self.name = name
         self.uri = f"local://{socket.gethostname()}"
+        self.sandbox = sandbox or Sandbox()
+        self._confinement: list[str] | None = None  # the sandbox's words, once checked
 
     def execute(
         self,
@@ -33,6 +43,9 @@ class LocalBackend:
     ) -> tuple[str, str, int]:
         """Run ``command`` in its own process group, killed as a group on timeout or cancel."""
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        step = current_step.get()
+        if self.sandbox.is_enabled and step is not None and step.read_only:
+            argv = [*self._confine(), *argv]
         try:
             process = subprocess.Popen(
                 argv,
@@ -63,7 +76,17 @@ class LocalBackend:
         )
 
     def connect(self) -> None:
-        """Nothing to reach: the local machine is always there."""
+        """Check the sandbox works here, if one is configured; the machine is always there."""
+        if self.sandbox.is_enabled:
+            try:
+                self._confine()
+            except UsageError as exc:
+                raise HostUnavailable("error", str(exc)) from None
+
+    def _confine(self) -> list[str]:
+        if self._confinement is None:
+            self._confinement = self.sandbox.prefix()
+        return self._confinement
 
     def close(self) -> None:
         """Nothing to release for the local machine."""
@@ -81,5 +104,5 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 def runbook_make_host(spec: str, config: Config) -> Backend | None:
     """Handle the ``local`` target."""
     if spec in ("local", "local://"):
-        return LocalBackend()
+        return LocalBackend(sandbox=Sandbox.from_config(config.values))
     return None

@@ -126,6 +126,8 @@ _UNIQ = Syntax(
     strict=False,
 )
 _FILE = Syntax("file", values="eFfmP", strict=False)
+#: The resource letters of bash's and dash's ulimit, with -H and -S (hard, soft).
+_ULIMIT_LETTERS = frozenset("abcdefiklmnpqrstuvwxyHPRST")
 
 
 def _find(args: Sequence[Word]) -> None:
@@ -168,6 +170,8 @@ def _journalctl(args: Sequence[Word]) -> None:
     for word in args:
         if word.text.startswith("--") and long_option(word.text, *_JOURNALCTL_WRITES):
             raise Refused("journalctl --vacuum/--rotate/--flush changes the journal")
+        if word.text.startswith("--") and long_option(word.text, "--image"):
+            raise Refused("journalctl --image mounts a disk image")
 
 
 def _ss(args: Sequence[Word]) -> None:
@@ -220,6 +224,14 @@ def _test(args: Sequence[Word]) -> None:
         raise Refused("test -v evaluates array subscripts, which can run commands")
 
 
+def _ulimit(args: Sequence[Word]) -> None:
+    # `ulimit -n` prints a limit; any other word (`ulimit -n 10`, `ulimit 10`) sets one.
+    for word in args:
+        text = literal(word, "the ulimit argument")
+        if not (text.startswith("-") and len(text) > 1 and set(text[1:]) <= _ULIMIT_LETTERS):
+            raise Refused(f"ulimit {text} sets a limit; only options (ulimit -n, -a) read them")
+
+
 def _printf(args: Sequence[Word]) -> None:
     if args and args[0].text.startswith("-v"):
         raise Refused("printf -v assigns a shell variable")
@@ -249,5 +261,6 @@ RULES: dict[str, Rule] = {
     "sysctl": _sysctl,
     "systemctl": check_systemctl,
     "test": _test,
+    "ulimit": _ulimit,
     "uniq": _uniq,
 }

@@ -46,7 +46,7 @@ READ_ONLY_COMMANDS = frozenset(
     readlink realpath sar sed seq sha1sum sha256sum sleep sort ss stat sysctl systemctl
     tail test timeout top tr true uname uniq uptime vmstat w wc which who whoami xargs
     zcat zgrep nice ionice stdbuf kubectl docker dmesg [ getconf cksum tac column
-    numfmt comm diff
+    numfmt comm diff lscpu ulimit
     """.split()
 )
 #: A command named by its path is judged by its name only when it lives here.
@@ -202,9 +202,9 @@ def _check_wrapper(
         _check_options(name, words[:start])
     if wrapped.script is not None:
         _check_script(wrapped.script.text, context)
-    elif start < len(words):
+    elif wrapped.command:
         appended = context.appended or wrapped.appends
-        _check_simple(words[start:], wrapped.env, dataclasses.replace(context, appended=appended))
+        _check_simple(wrapped.command, wrapped.env, dataclasses.replace(context, appended=appended))
     elif context.appended and name != "xargs":
         raise Refused(f"xargs adds the command that {name} runs, which the guard cannot see")
     if not extended and name not in READ_ONLY_COMMANDS:

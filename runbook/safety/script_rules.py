@@ -66,7 +66,22 @@ _AWK_TOKEN = re.compile(
     |(?P<op>\|\||&&|[<>!=]=|>>|\+\+|--|[-+*/%^]=|[|&<>(){}\[\];,?:!~$=+\-*/%^])""",
     re.VERBOSE,
 )
-_AWK_KEYWORDS_BEFORE_OPERAND = frozenset({"print", "printf", "return", "in", "case", "do", "else"})
+#: After these words an operand follows: a / starts a regex (gawk, mawk and busybox agree).
+_AWK_KEYWORDS_BEFORE_OPERAND = frozenset(
+    {"print", "printf", "return", "exit", "in", "case", "do", "else"}
+)
+#: Keywords and built-in functions after which a / is read as a division by some awks and
+#: as a regex by others (mawk: a regex after `length`; gawk: a division), or is invalid.
+#: A / there is refused: read the wrong way, a regex would hide code from the guard.
+_AWK_AMBIGUOUS = frozenset(
+    """
+    BEGIN END BEGINFILE ENDFILE function func if while for switch default break continue
+    next nextfile delete getline length atan2 cos exp int log rand sin sqrt srand gensub gsub
+    index match split sprintf sub substr tolower toupper close fflush system mktime strftime
+    systime and or xor compl lshift rshift asort asorti isarray typeof patsplit strtonum
+    bindtextdomain dcgettext dcngettext
+    """.split()
+)
 
 
 def check_sed(args: Sequence[Word]) -> None:
@@ -122,6 +137,8 @@ class _SedScript:
             index += 1
         if text.startswith("/", index) or text.startswith("\\", index):
             start = index + 1 if text[index] == "/" else index + 2
+            if start > len(text):
+                raise Refused(f"sed script {text!r}: missing address delimiter after \\")
             self.index = regex_end(text, start, text[start - 1]) + 1
             while self.index < len(text) and text[self.index] in "IM":
                 self.index += 1
@@ -215,11 +232,17 @@ def _check_awk_program(program: str) -> None:
     depth = 0  # parentheses and brackets
     print_depth: int | None = None  # the depth of the print statement being read
     expect_operand = True  # a / here starts a regex, not a division
+    previous = ""  # the name just read, if the last token was a name
     while index < len(program):
         if program[index] == "/" and expect_operand:
             index = regex_end(program, index + 1, "/") + 1
-            expect_operand = False
+            expect_operand, previous = False, ""
             continue
+        if program[index] == "/" and previous in _AWK_AMBIGUOUS:
+            raise Refused(
+                f"awk program: a / after {previous!r} is a division or a regex depending on "
+                "the awk; add parentheses"
+            )
         if program[index] == "@":
             raise Refused("awk @ directives (@include, @load) and indirect calls are refused")
         match = _AWK_TOKEN.match(program, index)
@@ -227,8 +250,13 @@ def _check_awk_program(program: str) -> None:
             raise Refused(f"awk program: cannot read {program[index : index + 20]!r}")
         index = match.end()
         kind, token = match.lastgroup, match.group()
-        if kind in ("space", "comment"):
+        if kind == "space":
             continue
+        if kind == "comment":
+            # A comment runs to the end of the program: read the wrong way, a / or a
+            # string before it would leave code the guard takes for a comment.
+            raise Refused("awk program: comments are not allowed in read-only checks")
+        previous = token if kind == "name" else ""
         if kind == "name":
             if token == "system":
                 raise Refused("awk system() runs a command")

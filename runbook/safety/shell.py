@@ -4,6 +4,11 @@ bashlex builds the syntax tree (lists, pipelines, subshells, redirections and
 command substitutions); ``runbook.safety.shellwords`` then reads each word again from
 the source text. Whatever cannot be represented exactly raises ``Refused``:
 the guard fails closed.
+
+bashlex can loop without end (and allocate without bound) on a few short inputs,
+so it only sees commands within the grammar the guard can ever allow (a cheap
+check refuses the rest first: ``case``, ``${x%y}``, here-documents, backticks,
+very long commands), under a deadline; a parse that fails is a refusal.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from runbook.safety import deadline
 from runbook.safety.shellwords import Refused
 from runbook.safety.shellwords import Word
 from runbook.safety.shellwords import read_word
@@ -45,10 +51,40 @@ _TOKENS = frozenset({"operator", "pipe", "reservedword"})
 _PLAIN = re.compile(r"[A-Za-z0-9_./,:@%+=-]+(?: +[A-Za-z0-9_./,:@%+=-]+)*")
 
 
+#: The longest command the guard parses (checks' commands are a line or two).
+MAX_LENGTH = 4096
+#: Seconds bashlex may spend on one command (it takes well under 0.1 s at MAX_LENGTH).
+PARSE_SECONDS = 2.0
+
+#: Quoted text, an escaped character, or a run of anything else.
+_QUOTING = re.compile(
+    "|".join(
+        (
+            r"\\.?",  # an escaped character
+            r"'[^']*'?",  # single quotes (unterminated: up to the end)
+            r"\$'(?:[^'\\]|\\.?)*'?",  # $'...'
+            r'"(?:[^"\\]|\\.?)*"?',  # double quotes
+            r"""[^\\'"$]+|\$""",  # anything else
+        )
+    )
+)
+#: The only parameter expansion allowed, ``${NAME}``: bashlex loops on some others.
+_BRACED_PARAMETER = re.compile(r"\$\{(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])\}")
+#: Reserved words that start compound commands the guard never allows.
+_COMPOUND = re.compile(
+    r"(?:^|[;&|(){}!])\s*(case|select|for|while|until|if|function|coproc|time|\[\[)(?=\s|$|[;&|()])"
+)
+
+
 def parse(command: str) -> list[SimpleCommand]:
     """Return every simple command in ``command``, those inside substitutions first."""
     if "\n" in command or "\r" in command:
         raise Refused("an embedded newline is not allowed in read-only mode")
+    if len(command) > MAX_LENGTH:
+        raise Refused(
+            f"the command is too long to be checked ({len(command)} characters; at most "
+            f"{MAX_LENGTH})"
+        )
     if not command.strip():
         return []
     plain = command.strip(" ")
@@ -59,14 +95,69 @@ def parse(command: str) -> list[SimpleCommand]:
     return _parse_with_bashlex(command)
 
 
+def precheck(command: str) -> None:
+    """Refuse, before bashlex sees it, shell grammar the guard never allows.
+
+    This keeps bashlex on the small part of the grammar the guard judges, where it
+    is known to terminate. Quoting is read roughly (single-quoted text is skipped);
+    what this lets through still meets the parser's deadline.
+    """
+    for match in re.finditer(r"\$\{", command):
+        # Even in single quotes: bashlex loops on `}'${'`.
+        if not _BRACED_PARAMETER.match(command, match.start()):
+            shown = command[match.start() : match.start() + 12]
+            raise Refused(
+                f"parameter expansion {shown!r}...: only ${{NAME}} is allowed in read-only mode"
+            )
+    unquoted, expanding = _views(command)
+    if "`" in expanding:
+        raise Refused("backtick command substitution `...` is not allowed; use $(...)")
+    if "$((" in expanding or "$[" in expanding:
+        raise Refused("arithmetic expansion $((...)) is not allowed in read-only mode")
+    if re.search(r"<<(?!<)", unquoted):
+        raise Refused("here-documents are not allowed in read-only mode")
+    compound = _COMPOUND.search(unquoted)
+    if compound:
+        raise Refused(f"{compound.group(1)!r} statements are not allowed in read-only mode")
+
+
+def _views(command: str) -> tuple[str, str]:
+    """Return the command with quoted text blanked, and with only single-quoted text blanked."""
+    unquoted: list[str] = []
+    expanding: list[str] = []
+    for match in _QUOTING.finditer(command):
+        text = match.group()
+        blank = " " * len(text)
+        if text.startswith(("'", "$'", "\\")):
+            unquoted.append(blank)
+            expanding.append(blank)
+        elif text.startswith('"'):
+            unquoted.append(blank)
+            expanding.append(re.sub(r"\\.", "  ", text))
+        else:
+            unquoted.append(text)
+            expanding.append(text)
+    return "".join(unquoted), "".join(expanding)
+
+
 def _parse_with_bashlex(command: str) -> list[SimpleCommand]:
     if "$'" in command and "\\'" in command:
         # bash ends $'...' after an escaped quote, bashlex does not: they would disagree.
         raise Refused("$'...' quoting with an escaped quote cannot be checked")
+    precheck(command)
     import bashlex  # slow to import (parser tables), so only when a command is parsed
 
     try:
-        trees = bashlex.parse(command)
+        with deadline.limit(PARSE_SECONDS):
+            trees = bashlex.parse(command)
+    except deadline.DeadlineExceeded:
+        raise Refused(
+            f"the shell parser gave up on this command after {PARSE_SECONDS:g}s"
+        ) from None
+    except MemoryError:
+        raise Refused("the shell parser ran out of memory on this command") from None
+    except RecursionError:
+        raise Refused("the command is nested too deeply to be checked") from None
     except Exception as exc:  # bashlex raises assorted errors for what it cannot parse
         raise Refused(f"cannot parse command: {exc}") from exc
     reader = _Reader(command)

@@ -31,6 +31,9 @@ class Word:
     expansion: str = ""
     prefix: str = ""
     splits: bool = False  #: an unquoted substitution: word splitting may make several words
+    #: xargs puts its input here (-I): judged like the arguments xargs appends, which
+    #: commands without an argument rule may receive (options included).
+    from_xargs: bool = False
 
     @property
     def is_literal(self) -> bool:
@@ -40,7 +43,7 @@ class Word:
     @property
     def may_be_option(self) -> bool:
         """True when the expanded word could start with ``-`` or split into several words."""
-        if self.is_literal:
+        if self.is_literal or self.from_xargs:
             return False
         return self.splits or not self.prefix or self.prefix.startswith("-")
 

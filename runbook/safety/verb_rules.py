@@ -73,7 +73,16 @@ _KUBECTL = Syntax(
     ),
     permute=False,
 )
-_KUBECTL_WRITES = ("--log-file", "--log-dir", "--profile", "--profile-output")
+#: kubectl options refused wherever they appear (global flags may follow the verb too).
+_KUBECTL_REFUSED = {
+    **dict.fromkeys(("--log-file", "--log-dir", "--profile", "--profile-output"), "writes files"),
+    "--cache-dir": "writes its discovery cache to that directory",
+    "--kubeconfig": (
+        "reads a kubeconfig whose exec credential plugin runs a command; use the "
+        "operator's configuration (KUBECONFIG as the runner was started)"
+    ),
+    "--kustomize": "builds a kustomization, which can fetch and run programs",
+}
 _DOCKER = Syntax(
     "docker",
     flags="Dvh",
@@ -95,7 +104,12 @@ def literal(word: Word, what: str) -> str:
 
 def check_systemctl(args: Sequence[Word]) -> None:
     """Allow the systemctl verbs that only read (status, show, cat, is-*, list-*)."""
-    _, operands = split_options(_SYSTEMCTL, args)
+    options, operands = split_options(_SYSTEMCTL, args)
+    for option in options:
+        if option.flag in ("-H", "--host"):
+            raise Refused(f"systemctl {option.flag} runs ssh to reach another host")
+        if option.flag == "--image":
+            raise Refused("systemctl --image mounts a disk image")
     if not operands:
         return  # list-units
     verb = literal(operands[0], "the systemctl verb")
@@ -106,8 +120,13 @@ def check_systemctl(args: Sequence[Word]) -> None:
 def check_kubectl(args: Sequence[Word]) -> None:
     """Allow the kubectl verbs that only read, after any global flags."""
     for word in args:
-        if word.text.startswith("--") and long_option(word.text, *_KUBECTL_WRITES):
-            raise Refused(f"kubectl {word.text} writes files")
+        text = word.text
+        if text == "-k" or (text.startswith("-k") and not text.startswith("--")):
+            raise Refused(f"kubectl {text} {_KUBECTL_REFUSED['--kustomize']}")
+        if text.startswith("--"):
+            for name, why in _KUBECTL_REFUSED.items():
+                if long_option(text, name):
+                    raise Refused(f"kubectl {name} {why}")
     _, operands = split_options(_KUBECTL, args)
     verb = literal(operands[0], "the kubectl verb") if operands else ""
     if verb not in KUBECTL_VERBS:
@@ -116,7 +135,16 @@ def check_kubectl(args: Sequence[Word]) -> None:
 
 def check_docker(args: Sequence[Word]) -> None:
     """Allow the docker verbs that only read, after any global options."""
-    _, operands = split_options(_DOCKER, args)
+    options, operands = split_options(_DOCKER, args)
+    for option in options:
+        if option.flag == "--config":
+            raise Refused(
+                "docker --config reads a configuration that can name plugins and hooks to run"
+            )
+        if option.flag in ("-H", "--host") and option.value is not None:
+            host = literal(option.value, "the docker host")
+            if not host.startswith(("unix://", "tcp://", "fd://")):
+                raise Refused(f"docker -H {host} runs ssh (or another transport command)")
     verb = literal(operands[0], "the docker verb") if operands else ""
     if verb not in DOCKER_VERBS:
         raise Refused(f"docker {verb or '(no verb)'} is not read-only")

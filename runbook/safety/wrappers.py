@@ -30,6 +30,7 @@ class Wrapped:
     """What a wrapper runs, found in its arguments."""
 
     start: int  #: index in the arguments of the wrapped command (their length if none)
+    command: tuple[Word, ...] = ()  #: the wrapped command's words, as the wrapper runs them
     env: tuple[tuple[str, Word], ...] = ()  #: NAME=value words the wrapper exports
     script: Word | None = None  #: the script of ``sh -c SCRIPT``
     appends: bool = False  #: xargs adds arguments the guard cannot see
@@ -118,7 +119,10 @@ _SHELL = Syntax(
 
 def unwrap(name: str, args: Sequence[Word]) -> Wrapped:
     """Return what the wrapper ``name`` runs, given its arguments."""
-    return _UNWRAP[name](args)
+    wrapped = _UNWRAP[name](args)
+    if wrapped.command or wrapped.script is not None:
+        return wrapped
+    return dataclasses.replace(wrapped, command=tuple(args[wrapped.start :]))
 
 
 def _split(syntax: Syntax, args: Sequence[Word]) -> tuple[list[Option], int]:
@@ -160,7 +164,7 @@ def _env(args: Sequence[Word]) -> Wrapped:
     if start < len(args) and args[start].text == "-" and args[start].is_literal:
         start += 1  # `env -` is `env -i`
     env, start = _assignments(args, start)
-    return Wrapped(start, env)
+    return Wrapped(start, env=env)
 
 
 def _nice(args: Sequence[Word]) -> Wrapped:
@@ -187,7 +191,7 @@ def _sudo(args: Sequence[Word]) -> Wrapped:
         if option.flag in ("-e", "--edit"):
             raise Refused("sudo -e edits files")
     env, start = _assignments(args, start)
-    return Wrapped(start, env)
+    return Wrapped(start, env=env)
 
 
 def _shell(args: Sequence[Word]) -> Wrapped:
@@ -210,7 +214,39 @@ def _shell(args: Sequence[Word]) -> Wrapped:
 
 
 def _xargs(args: Sequence[Word]) -> Wrapped:
-    return Wrapped(_split(_XARGS, args)[1], appends=True)
+    options, start = _split(_XARGS, args)
+    env: list[tuple[str, Word]] = []
+    replace = ""
+    for option in options:
+        value = option.value.text if option.value is not None else ""
+        if option.flag == "--process-slot-var":
+            # xargs exports NAME=SLOT to the command: judged as `NAME=0 command` would be.
+            env.append((value, Word("0", "the xargs process slot number")))
+        elif option.flag in ("-I", "-i", "--replace"):
+            replace = value or ("{}" if option.flag != "-I" else "")
+            if not replace:
+                raise Refused("xargs -I with an empty replacement string cannot be checked")
+    command = tuple(args[start:])
+    if replace:
+        command = tuple(_replaced(word, replace) for word in command)
+    return Wrapped(start, command=command, env=tuple(env), appends=True)
+
+
+def _replaced(word: Word, replace: str) -> Word:
+    """Mark the words where xargs -I puts an input line: their value is known at run time.
+
+    GNU xargs replaces in the arguments only; other implementations also in the
+    command name, so every word is read as if it could be replaced.
+    """
+    at = word.text.find(replace)
+    if at < 0:
+        return word
+    prefix = word.text[:at]
+    if not word.is_literal and len(word.prefix) <= len(prefix):
+        return word  # an earlier expansion already makes the word unknown from there
+    # The line is inserted as one argument: it does not split, but it may start with '-'.
+    what = f"the xargs -I replacement {replace!r}"
+    return Word(word.text, what, prefix, word.splits, from_xargs=True)
 
 
 _UNWRAP: dict[str, Callable[[Sequence[Word]], Wrapped]] = {
