@@ -887,6 +887,8 @@ IN_PROCESS = [
     ("run_through_host", "host._on_record.__self__.mode = 'execute'", None, "absent:acted"),
     ("clear_refusals", "clear_own_refusals(lambda: os.remove(S + '/file'))", "blocked", "intact"),
     ("framework_call", "with_framework_call(lambda: os.remove(S + '/file'))", "blocked", "intact"),
+    ("widen_allowlist", "current_step.get().allow_commands = ('rm',); host.run('rm -f ' + S + '/file')",
+     "blocked", "intact"),
     ("unguard_step", "current_step.get().read_only = False; host.run('rm -f ' + S + '/file')",
      "blocked", "intact"),
     # Reads that must stay allowed.
@@ -1015,7 +1017,7 @@ class Fickle:
 
     def __fspath__(self):
         self.calls += 1
-        return "/dev/null" if self.calls == 1 else self.path
+        return self.path if self.calls == 1 else "/dev/null"
 
 
 def fake_get_code(path):

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runbook.engine.hostrun import HostRun
+from runbook.engine.hostrun import guarded_teardown
 from runbook.fixtures import FixtureError
 from runbook.fixtures import FixtureManager
 from runbook.hosts.host import Backend
@@ -112,17 +113,17 @@ class Run:
         self.fixtures = FixtureManager((*runbook.fixtures, *plugin_fixtures))
         self._validate_fixtures()
         self.checks = self._select(runbook.checks)
-        self.mode: Mode = "execute" if options.execute else "read-only"
+        mode: Mode = "execute" if options.execute else "read-only"
         self.started_at = time.time()
         self.info = RunInfo(
             runbook.name,
-            self.mode,
+            mode,
             options.incident,
             options.severity or runbook.severity,
             options.operator or default_operator(),
             self.started_at,
         )
-        self.policy = make_policy(config, self.mode)
+        self.policy = make_policy(config, mode)
         self.host_runs: list[HostRun] = []
         self.warnings: list[str] = []
         #: Set on Ctrl-C: targets stop before their next check or action.
@@ -145,6 +146,11 @@ class Run:
         return tuple(c for c in checks if matches([c.id, *(h.id for h in c.tests)]))
 
     @property
+    def mode(self) -> Mode:
+        """``execute`` or ``read-only``, from the command line; it cannot be set."""
+        return self.info.mode
+
+    @property
     def host_names(self) -> list[str]:
         """Names of the targets of this run, in the order they were given."""
         if self.host_runs:  # a backend may name itself (plugin transports)
@@ -153,12 +159,15 @@ class Run:
 
     def execute(self) -> RunResult:
         """Run every target and report; on Ctrl-C or a crash, still report what was found."""
+        # Decided once, before any check runs, and passed down as a value: the gate of
+        # the actions is not an attribute that check code could reach and change.
+        may_act = self.options.execute
         self.host_runs = [HostRun(self, self._backend(t)) for t in self.options.targets]
         self.hook.runbook_run_started(run=self)
         interrupted = False
         crash: BaseException | None = None
         try:
-            crash = self._fan_out()
+            crash = self._fan_out(may_act)
         except KeyboardInterrupt:
             interrupted = True
             self.stopping = True
@@ -166,7 +175,13 @@ class Run:
                 host_run.cancel()
             self.warnings.append("interrupted by the operator (Ctrl-C): this report is partial")
         finally:
-            self.warnings.extend(self.fixtures.finish_all())
+            finish_all = self.fixtures.finish_all
+            teardown = (
+                guarded_teardown(self.host_runs[0], may_act, finish_all)
+                if self.host_runs
+                else finish_all()
+            )
+            self.warnings.extend(teardown)
         if crash is not None:  # a crashing plugin must not cost the report
             self.warnings.append(
                 f"internal error, the run stopped: {type(crash).__name__}: {crash}"
@@ -180,11 +195,11 @@ class Run:
             raise crash
         return result
 
-    def _fan_out(self) -> BaseException | None:
+    def _fan_out(self, may_act: bool) -> BaseException | None:
         """Run the targets, ``forks`` at a time; return the first crash, if any."""
         if len(self.host_runs) == 1:
             try:
-                self.host_runs[0].execute()
+                self.host_runs[0].execute(may_act)
             except Exception as exc:
                 return exc
             return None
@@ -196,7 +211,7 @@ class Run:
                 if self.stopping:
                     return
                 try:
-                    host_run.execute()
+                    host_run.execute(may_act)
                 except Exception as exc:
                     crashes.append(exc)
                     self.stopping = True
@@ -252,7 +267,7 @@ class Run:
                 "description": self.runbook.description,
                 "source": self.runbook.source,
             },
-            mode=self.mode,
+            mode=self.mode,  # read from the frozen RunInfo
             incident=self.info.incident,
             severity=self.info.severity,
             operator=self.info.operator,
