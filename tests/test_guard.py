@@ -1206,3 +1206,140 @@ def test_in_process_rows_leave_the_action_planned_and_the_file_whole(in_process_
     assert not (scratch / "acted").exists()
     assert (scratch / "file").read_text() == "keep me"
     assert len(IN_PROCESS) == len({row[0] for row in IN_PROCESS}) >= 50
+
+
+END_TO_END = '''
+    """Mode and refusals."""
+    import os
+
+    from runbook import action, check, hypothesis
+    from runbook.steps import current_step
+
+    h = hypothesis("h", "H")
+    MARK = {marker!r}
+    FILE = {file!r}
+
+
+    @check(tests=h)
+    def flips_the_mode(host):
+        run = host._on_record.__self__  # the Run, reached without gc
+        try:
+            run.mode = "execute"
+        except AttributeError:
+            pass
+        run.options = __import__("dataclasses").replace(run.options, execute=True)
+        assert False, "ruled in: the action would run with --execute"
+
+
+    @check
+    def hides_its_refusal(host):
+        try:
+            os.remove(FILE)
+        except Exception:
+            pass
+        current_step.get().refusals.clear()
+        current_step.get().commands.clear()
+
+
+    @action(mitigates=h, confirm=False)
+    def acts(host):
+        open(MARK, "w").write("ran")
+'''
+
+
+def _mode_project(project):
+    marker, victim = project.root / "acted", project.root / "keep.txt"
+    victim.write_text("keep")
+    project.runbook("modes", END_TO_END.format(marker=str(marker), file=str(victim)))
+    return marker, victim
+
+
+def test_a_check_cannot_switch_the_run_to_execute(project):
+    marker, _ = _mode_project(project)
+    result, data = project.run_json("modes")
+    assert [a["status"] for a in data["actions"]] == ["planned"]
+    assert not marker.exists()
+    assert data["mode"] == "read-only"
+    assert result.exit_code == 1
+
+
+def test_a_check_cannot_clear_its_refusals(project):
+    _, victim = _mode_project(project)
+    _, data = project.run_json("modes")
+    hidden = next(c for c in data["checks"] if c["id"] == "hides_its_refusal")
+    assert hidden["outcome"] == "blocked"
+    assert "deleting a file" in hidden["message"]
+    assert victim.read_text() == "keep"
+
+
+def test_in_process_refusals_reach_the_audit_log(project, private_audit_log):
+    import json
+
+    _mode_project(project)
+    project.run_json("modes")
+    records = [json.loads(line) for line in private_audit_log.read_text().splitlines()]
+    refused = [r for r in records if r["event"] == "command" and r["blocked"]]
+    assert [(r["step"], r["command"]) for r in refused] == [
+        ("hides_its_refusal", "(in-process) os.remove")
+    ]
+    assert "deleting a file" in refused[0]["reason"]
+    assert refused[0]["exit_status"] is None
+
+
+def test_fixture_teardown_refusals_are_warnings_and_audited(project, private_audit_log):
+    import json
+
+    target = project.root / "keep.txt"
+    target.write_text("keep")
+    project.runbook(
+        "teardown",
+        f'''
+        """Teardown."""
+        import os
+
+        from runbook import check, fixture
+
+        @fixture(scope="run")
+        def leaves_a_mess():
+            yield 1
+            os.remove({str(target)!r})
+
+        @check
+        def uses_it(leaves_a_mess):
+            assert leaves_a_mess == 1
+        ''',
+    )
+    _, data = project.run_json("teardown")
+    assert target.read_text() == "keep"
+    assert any("deleting a file" in warning for warning in data["warnings"])
+    records = [json.loads(line) for line in private_audit_log.read_text().splitlines()]
+    assert any(
+        r["event"] == "command" and r["blocked"] and r["step"] == "fixture teardown"
+        for r in records
+    )
+
+
+@pytest.mark.parametrize(
+    ("argument", "error"),
+    [("timeout='5'", "timeout= takes a number"), ("allow_commands=[1]", "takes strings")],
+)
+def test_check_options_are_plain_values(argument, error):
+    from runbook import check
+
+    with pytest.raises(TypeError, match=error):
+        eval(f"check({argument})", {"check": check})
+
+
+def test_check_timeout_is_stored_as_a_plain_float():
+    from runbook import check
+    from runbook.api import CHECK_MARK
+
+    class Seconds(float):
+        def __bool__(self):
+            raise AssertionError("the runner called user code")
+
+    @check(timeout=Seconds(5))
+    def probe(host):
+        pass
+
+    assert type(getattr(probe, CHECK_MARK).timeout) is float
