@@ -887,17 +887,29 @@ IN_PROCESS = [
     ("run_through_host", "host._on_record.__self__.mode = 'execute'", None, "absent:acted"),
     ("clear_refusals", "clear_own_refusals(lambda: os.remove(S + '/file'))", "blocked", "intact"),
     ("framework_call", "with_framework_call(lambda: os.remove(S + '/file'))", "blocked", "intact"),
-    ("widen_allowlist", "current_step.get().allow_commands = ('rm',); host.run('rm -f ' + S + '/file')",
-     "blocked", "intact"),
-    ("unguard_step", "current_step.get().read_only = False; host.run('rm -f ' + S + '/file')",
-     "blocked", "intact"),
+    (
+        "widen_allowlist",
+        "current_step.get().allow_commands = ('rm',); host.run('rm -f ' + S + '/file')",
+        "blocked",
+        "intact",
+    ),
+    (
+        "unguard_step",
+        "current_step.get().read_only = False; host.run('rm -f ' + S + '/file')",
+        "blocked",
+        "intact",
+    ),
     # Reads that must stay allowed.
     ("platform_processor", "assert isinstance(platform.processor(), str)", "passed", "intact"),
     ("prlimit_read", "resource.prlimit(PID, resource.RLIMIT_NOFILE)", "passed", "victim_limits"),
     ("logging", "logging.getLogger('x').warning('a log line')", "passed", "intact"),
     ("warnings", "warnings.warn('careful')", "passed", "intact"),
-    ("own_frame", "assert sys._getframe().f_code.co_name == 'in_process_own_frame'", "passed",
-     "intact"),
+    (
+        "own_frame",
+        "assert sys._getframe().f_code.co_name == 'in_process_own_frame'",
+        "passed",
+        "intact",
+    ),
     ("traceback", "format_own_traceback()", "passed", "intact"),
     ("dev_null", "open('/dev/null', 'w').write('x')", "passed", "intact"),
     ("stdout_pipe", "open('/dev/stdout', 'w').write('')", "passed", "intact"),
@@ -1183,16 +1195,17 @@ def _probe(probe, scratch, victim, world):
         return not (scratch / "__pycache__" / "planted.pyc").exists()
     if kind == "victim_alive":
         return state is not None
-    return state is not None and state[kind.removeprefix("victim_")] == world[
-        kind.removeprefix("victim_")
-    ]
+    return (
+        state is not None
+        and state[kind.removeprefix("victim_")] == world[kind.removeprefix("victim_")]
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "body", "expected", "probe"), IN_PROCESS, ids=[row[0] for row in IN_PROCESS]
 )
 def test_in_process_attempt(in_process_run, name, body, expected, probe):
-    data, scratch, victim, world, done = in_process_run
+    data, scratch, victim, world, _ = in_process_run
     outcomes = {c["id"]: (c["outcome"], c["message"]) for c in data["checks"]}
     outcome, message = outcomes[f"in_process_{name}"]
     if expected is not None:

@@ -414,7 +414,9 @@ class HostRun:
         )
 
 
-def guarded_teardown(host_run: HostRun, may_act: bool, finish: Callable[[], list[str]]) -> list[str]:
+def guarded_teardown(
+    host_run: HostRun, may_act: bool, finish: Callable[[], list[str]]
+) -> list[str]:
     """Tear down fixtures of a wider scope; in read-only mode under the guard.
 
     Refusals become warnings and blocked records in the audit log.

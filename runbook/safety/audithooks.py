@@ -76,7 +76,7 @@ def install() -> None:
         if _installed:
             return
         import _posixsubprocess
-        import _signal
+        import _signal  # type: ignore[import-not-found]
         import _thread
         import atexit
         import platform
@@ -107,7 +107,7 @@ def install() -> None:
         _installed = True
 
 
-class guarding:  # noqa: N801 - used like the context manager function it replaced
+class guarding:
     """Refuse changes from the calling thread (and threads it starts) while ``step`` runs.
 
     Only the frame that entered the guard can leave it.
@@ -125,12 +125,15 @@ class guarding:  # noqa: N801 - used like the context manager function it replac
         _control("enter", self._step)
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         _control("exit", self._step)
 
 
-class framework_call:  # noqa: N801 - used like the context manager function it replaced
+class framework_call:
     """Let runbook's own code (a backend running a vetted command) act inside a check.
 
     Only code of the runbook package that names ``framework_call`` may enter,
@@ -145,7 +148,10 @@ class framework_call:  # noqa: N801 - used like the context manager function it 
         _control("privilege")
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         _control("unprivilege")
 
@@ -171,7 +177,9 @@ def trust_plugins(plugins: Iterable[object]) -> None:
     """Trust the code of these plugins (configured by the operator) in framework calls."""
     files = set()
     for plugin in plugins:
-        module = plugin if isinstance(plugin, ModuleType) else sys.modules.get(type(plugin).__module__)
+        module = (
+            plugin if isinstance(plugin, ModuleType) else sys.modules.get(type(plugin).__module__)
+        )
         filename = getattr(module, "__file__", None)
         if isinstance(filename, str):
             files.add(os.path.abspath(filename))
@@ -230,13 +238,15 @@ class _Guarded:
 
     __slots__ = ("boundary", "snapshot", "step")
 
-    def __init__(self, step: Step, boundary: FrameType | None, snapshot: Step | None = None) -> None:
+    def __init__(
+        self, step: Step, boundary: FrameType | None, snapshot: Step | None = None
+    ) -> None:
         self.step = step
         self.boundary = boundary
         self.snapshot = snapshot if snapshot is not None else dataclasses.replace(step)
 
 
-def _make_hook(  # noqa: C901 - one closure keeps the state out of reach
+def _make_hook(
     originals: dict[str, Callable[..., Any]], trust: _Trust
 ) -> Callable[[str, tuple[Any, ...]], None]:
     """Build the audit hook; its closure is the only home of the guard's state."""
@@ -294,7 +304,8 @@ def _make_hook(  # noqa: C901 - one closure keeps the state out of reach
         return False
 
     def frames_upward() -> list[FrameType]:
-        found, frame = [], getframe(2)
+        found: list[FrameType] = []
+        frame: FrameType | None = getframe(2)
         while frame is not None and len(found) < 24:
             found.append(frame)
             frame = frame.f_back

@@ -117,7 +117,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def stand_in(module: str, name: str, event: str, original: Callable[..., Any]) -> Callable[..., Any]:
+def stand_in(
+    module: str, name: str, event: str, original: Callable[..., Any]
+) -> Callable[..., Any]:
     """Return a function that makes ``original``'s call through the guard, holding no reference."""
     opaque = event in _OPAQUE
     audit = sys.audit
