@@ -76,6 +76,13 @@ def _hypotheses(value: HypothesesArg, argument: str) -> tuple[Hypothesis, ...]:
     return items
 
 
+def _plain_text(value: object, argument: str) -> str:
+    """Return ``value`` as an exact ``str`` (a subclass's methods could run unguarded later)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{argument}= takes strings, not {value!r}")
+    return str.__str__(value)
+
+
 @overload
 def check(func: F, /) -> F: ...
 
@@ -104,11 +111,17 @@ def check(
     ``H`` has been ruled in on the same host. ``allow_commands`` adds commands
     that the read-only policy would otherwise refuse, for this check only.
     """
-    if timeout is not None and timeout <= 0:
-        raise ValueError("timeout must be a positive number of seconds")
+    if timeout is not None:
+        # A plain float: the runner later tests and compares it with no guard around.
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(f"timeout= takes a number of seconds, not {timeout!r}")
+        timeout = float(timeout)
+        if not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
+    allow_commands = tuple(_plain_text(entry, "allow_commands") for entry in allow_commands)
     if needs is not None and not isinstance(needs, Hypothesis):
         raise TypeError(f"needs= takes a hypothesis made with hypothesis(), not {needs!r}")
-    spec = CheckSpec(_hypotheses(tests, "tests"), timeout, needs, tuple(allow_commands))
+    spec = CheckSpec(_hypotheses(tests, "tests"), timeout, needs, allow_commands)
 
     def mark(function: F) -> F:
         setattr(function, CHECK_MARK, spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -758,3 +759,603 @@ def test_leading_assignments_never_take_the_plain_words_shortcut(command):
 
     assert shell.parse(command) == shell._parse_with_bashlex(command)
     assert shell.parse(command)[0].assignments
+
+
+# --- The in-process guard (PEP 578 audit hooks) -------------------------------------------
+#
+# Each row is the body of one check and what must hold after the run: the check ends
+# ``blocked`` (or, for the reads that must not be refused, ``passed``) and the probe finds
+# the world as it was. All rows run as the checks of one runbook in a real subprocess, so
+# an attempt that gets through changes that process (or the scratch folder and the victim
+# process), never pytest's.
+
+#: (id, body of the check, expected outcome or None for "any", probe of the state after).
+IN_PROCESS = [
+    # posix functions are what the os module exports: wrapping os.* alone left them open.
+    ("posix_mknod", "posix.mknod(S + '/node', 0o600 | stat.S_IFREG)", "blocked", "absent:node"),
+    ("posix_mkfifo", "posix.mkfifo(S + '/fifo')", "blocked", "absent:fifo"),
+    ("posix_write", "posix.write(FD, b'lost')", "blocked", "intact"),
+    ("posix_writev", "posix.writev(FD, [b'lost'])", "blocked", "intact"),
+    (
+        "posix_sendfile",
+        "posix.sendfile(FD, os.open(SOURCE, os.O_RDONLY), 0, 4)",
+        "blocked",
+        "intact",
+    ),
+    (
+        "posix_setpriority",
+        "posix.setpriority(posix.PRIO_PROCESS, PID, 19)",
+        "blocked",
+        "victim_priority",
+    ),
+    ("posix_sched_setaffinity", "posix.sched_setaffinity(PID, {0})", "blocked", "victim_affinity"),
+    # The originals behind the wrappers are out of reach.
+    ("original_write", "original(os.write)(FD, b'lost')", "blocked", "intact"),
+    ("original_posix_write", "original(posix.write)(FD, b'lost')", "blocked", "intact"),
+    (
+        "original_thread_start",
+        "run_with(original(threading.Thread.start), lambda: open(S + '/file', 'w'))",
+        "blocked",
+        "intact",
+    ),
+    (
+        "original_fork_exec",
+        "original(_posixsubprocess.fork_exec)(*fork_exec_args(S + '/forked'))",
+        "blocked",
+        "absent:forked",
+    ),
+    # Calls CPython 3.11 does not audit.
+    (
+        "copy_file_range",
+        "os.copy_file_range(os.open(SOURCE, os.O_RDONLY), FD, 4)",
+        "blocked",
+        "intact",
+    ),
+    ("splice", "os.splice(os.open(SOURCE, os.O_RDONLY), FD, 4)", "blocked", "intact"),
+    (
+        "pidfd_send_signal",
+        "signal.pidfd_send_signal(os.pidfd_open(PID), signal.SIGKILL)",
+        "blocked",
+        "victim_alive",
+    ),
+    (
+        "sched_setscheduler",
+        "os.sched_setscheduler(PID, os.SCHED_IDLE, os.sched_param(0))",
+        "blocked",
+        "victim_scheduler",
+    ),
+    (
+        "sched_setparam",
+        "os.sched_setparam(PID, os.sched_param(0))",
+        "blocked",
+        "victim_scheduler",
+    ),
+    (
+        "readline_write_history",
+        "readline.write_history_file(S + '/history')",
+        "blocked",
+        "absent:history",
+    ),
+    (
+        "readline_append_history",
+        "readline.add_history('lost'); readline.append_history_file(1, S + '/file')",
+        "blocked",
+        "intact",
+    ),
+    (
+        "prlimit_set",
+        "resource.prlimit(PID, resource.RLIMIT_NOFILE, (64, 64))",
+        "blocked",
+        "victim_limits",
+    ),
+    ("dup2_over_stdout", "os.dup2(FD, 1); print('lost', flush=True)", "blocked", "intact"),
+    ("dup2_over_stderr", "os.dup2(FD, 2); os.write(2, b'lost')", "blocked", "intact"),
+    ("dup3", "os.dup2(FD, 1, inheritable=False)", "blocked", "intact"),
+    ("fd_alias", "open('/proc/self/fd/%d' % FD, 'w').write('lost')", "blocked", "intact"),
+    ("dev_fd_alias", "open('/dev/fd/%d' % FD, 'a').write('lost')", "blocked", "intact"),
+    ("mmap_shared", "mmap.mmap(FD_RW, 4)[:4] = b'lost'", "blocked", "intact"),
+    # Paths that only pretend to be harmless.
+    ("str_subclass_path", "open(Sneaky(S + '/file'), 'w').write('lost')", "blocked", "intact"),
+    ("str_subclass_equality", "open(Equal(S + '/file'), 'w').write('lost')", "blocked", "intact"),
+    ("pathlike_changes_mind", "open(Fickle(S + '/file'), 'w').write('lost')", "blocked", "intact"),
+    # The bytecode-cache exemption trusts the import system, not names.
+    ("fake_get_code", "fake_get_code(S + '/__pycache__/planted.pyc')", "blocked", "no_planted"),
+    (
+        "pycache_prefix",
+        "sys.pycache_prefix = S + '/prefix'; import planted_module",
+        "blocked",
+        "absent:prefix",
+    ),
+    # Code that would run later with the guard off.
+    ("settrace", "sys.settrace(tracer); host.run('true')", "blocked", "absent:traced"),
+    ("setprofile", "sys.setprofile(profiler); host.run('true')", "blocked", "absent:traced"),
+    ("threading_settrace", "threading.settrace(tracer)", "blocked", "absent:traced"),
+    ("threading_setprofile", "threading.setprofile(profiler)", "blocked", "absent:traced"),
+    ("atexit", "atexit.register(os.remove, S + '/file')", "blocked", "intact"),
+    ("fixture_set_up", "assert evil_fixture", "blocked", "absent:fixture"),
+    ("run_fixture_set_up", "assert evil_run_fixture", "blocked", "absent:run_fixture"),
+    ("fixture_teardown", "assert evil_teardown", "blocked", "absent:teardown"),
+    ("run_fixture_teardown", "assert evil_run_teardown", None, "absent:run_teardown"),
+    ("timeout_object", "pass", "passed", "absent:bool"),
+    ("raw_thread", "run_raw_thread(lambda: open(S + '/file', 'w'))", "blocked", "intact"),
+    # Reaching runbook's own objects to switch the guard or the mode.
+    ("gc_get_objects", "find_run_by_gc().mode = 'execute'", "blocked", "absent:acted"),
+    ("gc_get_referrers", "gc.get_referrers(host)", "blocked", "absent:acted"),
+    ("gc_get_referents", "gc.get_referents(host)", "blocked", "absent:acted"),
+    ("current_frames", "sys._current_frames()", "blocked", "absent:acted"),
+    ("framework_frame", "sys._getframe(4)", "blocked", "absent:acted"),
+    ("run_through_host", "host._on_record.__self__.mode = 'execute'", None, "absent:acted"),
+    ("clear_refusals", "clear_own_refusals(lambda: os.remove(S + '/file'))", "blocked", "intact"),
+    ("framework_call", "with_framework_call(lambda: os.remove(S + '/file'))", "blocked", "intact"),
+    (
+        "widen_allowlist",
+        "current_step.get().allow_commands = ('rm',); host.run('rm -f ' + S + '/file')",
+        "blocked",
+        "intact",
+    ),
+    (
+        "unguard_step",
+        "current_step.get().read_only = False; host.run('rm -f ' + S + '/file')",
+        "blocked",
+        "intact",
+    ),
+    # Reads that must stay allowed.
+    ("platform_processor", "assert isinstance(platform.processor(), str)", "passed", "intact"),
+    ("prlimit_read", "resource.prlimit(PID, resource.RLIMIT_NOFILE)", "passed", "victim_limits"),
+    ("logging", "logging.getLogger('x').warning('a log line')", "passed", "intact"),
+    ("warnings", "warnings.warn('careful')", "passed", "intact"),
+    (
+        "own_frame",
+        "assert sys._getframe().f_code.co_name == 'in_process_own_frame'",
+        "passed",
+        "intact",
+    ),
+    ("traceback", "format_own_traceback()", "passed", "intact"),
+    ("dev_null", "open('/dev/null', 'w').write('x')", "passed", "intact"),
+    ("stdout_pipe", "open('/dev/stdout', 'w').write('')", "passed", "intact"),
+    ("lazy_import", "import fresh_module; assert fresh_module.VALUE == 3", "passed", "intact"),
+]
+
+IN_PROCESS_PRELUDE = '''
+"""In-process mutation attempts."""
+import atexit
+import gc
+import inspect
+import logging
+import mmap
+import os
+import platform
+import posix
+import readline
+import resource
+import signal
+import stat
+import sys
+import threading
+import traceback
+import warnings
+import _posixsubprocess
+import _thread
+from pathlib import Path
+
+from runbook import action, check, fixture, hypothesis
+from runbook.steps import current_step
+
+S = {scratch!r}
+SOURCE = {source!r}
+PID = {pid}
+# Opened before any check (module code runs at collection): writes through them are refused.
+FD = os.open(S + "/file", os.O_WRONLY)
+FD_RW = os.open(S + "/file", os.O_RDWR)
+sys.path.insert(0, S + "/lib")
+
+h = hypothesis("h", "The machine stays as it was")
+acted = hypothesis("acted", "Read-only mode never runs an action")
+
+
+@check(tests=acted)
+def rules_in(host):
+    assert False, "ruled in, so the action is planned (and would run with --execute)"
+
+
+@action(mitigates=acted, confirm=False)
+def act(host):
+    open(S + "/acted", "w").write("ran without --execute")
+
+
+def original(function):
+    """Everything an attacker might find behind a wrapper."""
+    unwrapped = inspect.unwrap(function)
+    for cell in getattr(unwrapped, "__closure__", None) or ():
+        contents = cell.cell_contents
+        if callable(contents) and getattr(contents, "__name__", "") == function.__name__:
+            return contents
+    return unwrapped
+
+
+def run_with(start, work):
+    errors = []
+    thread = threading.Thread(target=lambda: _keep(errors, work))
+    start(thread)
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def run_raw_thread(work):
+    errors, done = [], threading.Event()
+
+    def body():
+        _keep(errors, work)
+        done.set()
+
+    _thread.start_new_thread(body, ())
+    done.wait(10)
+    if errors:
+        raise errors[0]
+
+
+def _keep(errors, work):
+    try:
+        work()
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def fork_exec_args(path):
+    return (
+        [b"/usr/bin/touch", path.encode()], [b"/usr/bin/touch"], True, (), None, None,
+        -1, -1, -1, -1, -1, -1, *os.pipe(), False, False, -1, None, None, None, -1, None,
+        False,
+    )
+
+
+class Sneaky(str):
+    def __str__(self):
+        return "/dev/null"
+
+
+class Equal(str):
+    def __eq__(self, other):
+        return True
+
+    def __hash__(self):
+        return hash("/dev/null")
+
+
+class Fickle:
+    def __init__(self, path):
+        self.calls, self.path = 0, path
+
+    def __fspath__(self):
+        self.calls += 1
+        return self.path if self.calls == 1 else "/dev/null"
+
+
+def fake_get_code(path):
+    source = "def get_code(path):\\n    open(path, 'wb').write(b'planted')\\n"
+    namespace = {{}}
+    exec(compile(source, "/usr/lib/python3/importlib/_fake.py", "exec"), namespace)
+    namespace["get_code"](path)
+
+
+def _unguarded(*args):
+    try:
+        open(S + "/traced", "w").write("ran with the guard off")
+    except Exception:
+        pass
+
+
+def tracer(frame, event, arg):
+    _unguarded()
+    return tracer
+
+
+def profiler(frame, event, arg):
+    _unguarded()
+
+
+@fixture
+def evil_fixture():
+    open(S + "/fixture", "w").write("set up with the guard off")
+    return 1
+
+
+@fixture(scope="run")
+def evil_run_fixture():
+    open(S + "/run_fixture", "w").write("set up with the guard off")
+    return 1
+
+
+@fixture
+def evil_teardown():
+    yield 1
+    open(S + "/teardown", "w").write("torn down with the guard off")
+
+
+@fixture(scope="run")
+def evil_run_teardown():
+    yield 1
+    open(S + "/run_teardown", "w").write("torn down with the guard off")
+
+
+class Timeout(float):
+    def __bool__(self):
+        _unguarded()
+        open(S + "/bool", "w").write("evaluated with the guard off")
+        return True
+
+
+def find_run_by_gc():
+    return next(o for o in gc.get_objects() if type(o).__name__ == "Run")
+
+
+def clear_own_refusals(work):
+    try:
+        work()
+    except Exception:
+        pass
+    step = current_step.get()
+    step.refusals.clear()
+
+
+def with_framework_call(work):
+    from runbook.safety.audithooks import framework_call
+
+    with framework_call():
+        work()
+
+
+def format_own_traceback():
+    try:
+        raise ValueError("mine")
+    except ValueError:
+        assert "mine" in traceback.format_exc()
+'''
+
+_TIMEOUT_ROW = "timeout_object"
+
+
+def _in_process_check(name: str, body: str) -> str:
+    arguments = ["host"]
+    for fixture_name in ("evil_fixture", "evil_run_fixture", "evil_teardown", "evil_run_teardown"):
+        if fixture_name in body:
+            arguments.append(fixture_name)
+    timeout = ", timeout=Timeout(30)" if name == _TIMEOUT_ROW else ""
+    return (
+        f"\n\n@check(tests=h{timeout})\ndef in_process_{name}({', '.join(arguments)}):\n"
+        f"    {body}\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def in_process_run(tmp_path_factory):
+    """Run every in-process row once, in a subprocess; return its results and the world."""
+    import json
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("in_process")
+    scratch = root / "scratch"
+    (scratch / "lib").mkdir(parents=True)
+    (scratch / "__pycache__").mkdir()
+    (scratch / "file").write_text("keep me")
+    (scratch / "lib" / "planted_module.py").write_text("VALUE = 1\n")
+    (scratch / "lib" / "fresh_module.py").write_text("VALUE = 3\n")
+    source = root / "source"
+    source.write_text("lost bytes")
+    (root / "runbooks").mkdir()
+    victim = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True
+    )
+    try:
+        world = _victim_state(victim.pid)
+        text = IN_PROCESS_PRELUDE.format(scratch=str(scratch), source=str(source), pid=victim.pid)
+        text += "".join(_in_process_check(name, body) for name, body, _, _ in IN_PROCESS)
+        (root / "runbooks" / "attacks.py").write_text(text)
+        env = {
+            **os.environ,
+            "NO_COLOR": "1",
+            "PYTHONDONTWRITEBYTECODE": "",
+            "RUNBOOK_AUDIT_LOG": str(root / "audit.jsonl"),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "runbook", "run", "attacks", "--json", str(root / "r.json")],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert (root / "r.json").exists(), done.stdout + done.stderr
+        data = json.loads((root / "r.json").read_text())
+        yield data, scratch, victim, world, done
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def _victim_state(pid):
+    return {
+        "priority": os.getpriority(os.PRIO_PROCESS, pid),
+        "affinity": os.sched_getaffinity(pid),
+        "scheduler": os.sched_getscheduler(pid),
+        "limits": __import__("resource").prlimit(pid, __import__("resource").RLIMIT_NOFILE),
+    }
+
+
+def _probe(probe, scratch, victim, world):
+    state = _victim_state(victim.pid) if victim.poll() is None else None
+    kind, _, name = probe.partition(":")
+    if kind == "absent":
+        return not (scratch / name).exists()
+    if kind == "intact":
+        return (scratch / "file").read_text() == "keep me"
+    if kind == "no_planted":
+        return not (scratch / "__pycache__" / "planted.pyc").exists()
+    if kind == "victim_alive":
+        return state is not None
+    return (
+        state is not None
+        and state[kind.removeprefix("victim_")] == world[kind.removeprefix("victim_")]
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "expected", "probe"), IN_PROCESS, ids=[row[0] for row in IN_PROCESS]
+)
+def test_in_process_attempt(in_process_run, name, body, expected, probe):
+    data, scratch, victim, world, _ = in_process_run
+    outcomes = {c["id"]: (c["outcome"], c["message"]) for c in data["checks"]}
+    outcome, message = outcomes[f"in_process_{name}"]
+    if expected is not None:
+        assert outcome == expected, message
+    assert _probe(probe, scratch, victim, world), f"{probe} changed; outcome {outcome}: {message}"
+
+
+def test_in_process_rows_leave_the_action_planned_and_the_file_whole(in_process_run):
+    data, scratch, _, _, done = in_process_run
+    assert [a["status"] for a in data["actions"]] == ["planned"], done.stderr
+    assert not (scratch / "acted").exists()
+    assert (scratch / "file").read_text() == "keep me"
+    assert len(IN_PROCESS) == len({row[0] for row in IN_PROCESS}) >= 50
+
+
+END_TO_END = '''
+    """Mode and refusals."""
+    import os
+
+    from runbook import action, check, hypothesis
+    from runbook.steps import current_step
+
+    h = hypothesis("h", "H")
+    MARK = {marker!r}
+    FILE = {file!r}
+
+
+    @check(tests=h)
+    def flips_the_mode(host):
+        run = host._on_record.__self__  # the run's context, reached without gc
+        for name, value in [
+            ("mode", "execute"),
+            ("options", __import__("dataclasses").replace(run.options, execute=True)),
+        ]:
+            try:
+                object.__setattr__(run, name, value)  # past a frozen dataclass too
+            except AttributeError:
+                pass
+        assert False, "ruled in: the action would run with --execute"
+
+
+    @check
+    def hides_its_refusal(host):
+        try:
+            os.remove(FILE)
+        except Exception:
+            pass
+        current_step.get().refusals.clear()
+        current_step.get().commands.clear()
+
+
+    @action(mitigates=h, confirm=False)
+    def acts(host):
+        open(MARK, "w").write("ran")
+'''
+
+
+def _mode_project(project):
+    marker, victim = project.root / "acted", project.root / "keep.txt"
+    victim.write_text("keep")
+    project.runbook("modes", END_TO_END.format(marker=str(marker), file=str(victim)))
+    return marker, victim
+
+
+def test_a_check_cannot_switch_the_run_to_execute(project):
+    marker, _ = _mode_project(project)
+    result, data = project.run_json("modes")
+    assert [a["status"] for a in data["actions"]] == ["planned"]
+    assert not marker.exists()
+    assert data["mode"] == "read-only"
+    assert result.exit_code == 1
+
+
+def test_a_check_cannot_clear_its_refusals(project):
+    _, victim = _mode_project(project)
+    _, data = project.run_json("modes")
+    hidden = next(c for c in data["checks"] if c["id"] == "hides_its_refusal")
+    assert hidden["outcome"] == "blocked"
+    assert "deleting a file" in hidden["message"]
+    assert victim.read_text() == "keep"
+
+
+def test_in_process_refusals_reach_the_audit_log(project, private_audit_log):
+    import json
+
+    _mode_project(project)
+    project.run_json("modes")
+    records = [json.loads(line) for line in private_audit_log.read_text().splitlines()]
+    refused = [r for r in records if r["event"] == "command" and r["blocked"]]
+    assert [(r["step"], r["command"]) for r in refused] == [
+        ("hides_its_refusal", "(in-process) os.remove")
+    ]
+    assert "deleting a file" in refused[0]["reason"]
+    assert refused[0]["exit_status"] is None
+
+
+def test_fixture_teardown_refusals_are_warnings_and_audited(project, private_audit_log):
+    import json
+
+    target = project.root / "keep.txt"
+    target.write_text("keep")
+    project.runbook(
+        "teardown",
+        f'''
+        """Teardown."""
+        import os
+
+        from runbook import check, fixture
+
+        @fixture(scope="run")
+        def leaves_a_mess():
+            yield 1
+            os.remove({str(target)!r})
+
+        @check
+        def uses_it(leaves_a_mess):
+            assert leaves_a_mess == 1
+        ''',
+    )
+    _, data = project.run_json("teardown")
+    assert target.read_text() == "keep"
+    assert any("deleting a file" in warning for warning in data["warnings"])
+    records = [json.loads(line) for line in private_audit_log.read_text().splitlines()]
+    assert any(
+        r["event"] == "command" and r["blocked"] and r["step"] == "fixture teardown"
+        for r in records
+    )
+
+
+@pytest.mark.parametrize(
+    ("argument", "error"),
+    [("timeout='5'", "timeout= takes a number"), ("allow_commands=[1]", "takes strings")],
+)
+def test_check_options_are_plain_values(argument, error):
+    from runbook import check
+
+    with pytest.raises(TypeError, match=error):
+        eval(f"check({argument})", {"check": check})
+
+
+def test_check_timeout_is_stored_as_a_plain_float():
+    from runbook import check
+    from runbook.api import CHECK_MARK
+
+    class Seconds(float):
+        def __bool__(self):
+            raise AssertionError("the runner called user code")
+
+    @check(timeout=Seconds(5))
+    def probe(host):
+        pass
+
+    assert type(getattr(probe, CHECK_MARK).timeout) is float

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -31,7 +32,10 @@ from runbook.results import CheckResult
 from runbook.results import HostResult
 from runbook.results import Verification
 from runbook.results import classify_action
-from runbook.safety.audithooks import framework_call
+from runbook.safety.audithooks import Refusal
+from runbook.safety.audithooks import guarding
+from runbook.safety.audithooks import take_refusals
+from runbook.steps import CommandRecord
 from runbook.steps import Evidence
 from runbook.steps import Step
 from runbook.verdicts import judge
@@ -116,8 +120,12 @@ class HostRun:
         """The target's name, as reports show it."""
         return self.host.name
 
-    def execute(self) -> HostResult:
-        """Reach the target, then run every selected check and every action on it."""
+    def execute(self, may_act: bool = False) -> HostResult:
+        """Reach the target, then run every selected check and every action on it.
+
+        ``may_act`` is the run's mode, decided from the command line before any
+        check ran and passed down as a value no check can reach.
+        """
         try:
             self.host.connect()
         except HostUnavailable as exc:
@@ -130,9 +138,10 @@ class HostRun:
             for action in self.run.runbook.actions:
                 if self.run.stop.is_set():
                     return self.result
-                self.actions.append(self._run_action(action))
+                self.actions.append(self._run_action(action, may_act))
         finally:
-            self.warnings.extend(self.run.fixtures.finish("host", self.name))
+            finish = self.run.fixtures.finish
+            self.warnings.extend(guarded_teardown(self, may_act, lambda: finish("host", self.name)))
             self.host.close()
             if self._worker is not None:
                 self._worker.retire()
@@ -247,13 +256,20 @@ class HostRun:
             evidence=tuple(step.evidence),
             commands=tuple(step.commands),
         )
-        if step.refusals:
-            refused = Evidence("Refused by the read-only guard", "\n".join(step.refusals))
-            result = dataclasses.replace(result, evidence=(*result.evidence, refused))
+        refusals = take_refusals(step)  # kept by the guard, out of the check's reach
+        if refusals:
+            messages = [refusal.message for refusal in refusals]
+            refused = Evidence("Refused by the read-only guard", "\n".join(messages))
+            records = self.log_refusals(step, refusals)
+            result = dataclasses.replace(
+                result,
+                evidence=(*result.evidence, refused),
+                commands=(*result.commands, *records),
+            )
             if result.outcome not in ("blocked", "timeout"):
                 # The check caught the ReadOnlyViolation; the attempt still counts.
                 result = dataclasses.replace(
-                    result, outcome="blocked", verdict="inconclusive", message=step.refusals[0]
+                    result, outcome="blocked", verdict="inconclusive", message=messages[0]
                 )
         if finished:
             self._finish_step(step)
@@ -304,9 +320,31 @@ class HostRun:
             "host": self.name,
             "check": self._step_key(step),
         }
-        with framework_call():  # fixture set-up is trusted like plugin code; commands are not
+        # Fixtures are runbook code: a check's are set up and torn down under its guard.
+        try:
             kwargs = run.fixtures.resolve(item.argnames, keys, builtins)
-        item.func(**kwargs)
+            item.func(**kwargs)
+        finally:
+            if step.read_only:
+                self.warnings.extend(run.fixtures.finish("check", keys["check"]))
+
+    def log_refusals(self, step: Step, refusals: tuple[Refusal, ...]) -> list[CommandRecord]:
+        """Send in-process refusals to the audit log as blocked records; return them."""
+        records = []
+        for refusal in refusals:
+            if refusal.in_process:
+                record = CommandRecord(
+                    self.name,
+                    step.id,
+                    f"(in-process) {refusal.operation}",
+                    None,
+                    0.0,
+                    True,
+                    time.time(),
+                    refusal.reason,
+                )
+                records.append(self.run.record_command(record))
+        return records
 
     def _findings(self) -> Findings:
         statuses = self.statuses()
@@ -318,7 +356,7 @@ class HostRun:
         }
         return Findings(self.name, statuses, evidence)
 
-    def _run_action(self, item: ActionItem) -> ActionResult:
+    def _run_action(self, item: ActionItem, may_act: bool) -> ActionResult:
         mitigates = tuple(h.id for h in item.spec.mitigates)
         statuses = self.statuses()
         ruled_in = [h for h in mitigates if statuses.get(h) == "ruled_in"]
@@ -326,7 +364,7 @@ class HostRun:
         if not ruled_in:
             reason = "no hypothesis it mitigates was ruled in"
             result = ActionResult(item.id, self.name, mitigates, "not_needed", reason, now)
-        elif self.run.info.mode != "execute":
+        elif not may_act:
             reason = (
                 f"read-only mode: would run because {', '.join(ruled_in)} was ruled in; "
                 "pass --execute to run it"
@@ -402,3 +440,20 @@ class HostRun:
             verification=verification,
             verify_checks=tuple(results),
         )
+
+
+def guarded_teardown(
+    host_run: HostRun, may_act: bool, finish: Callable[[], list[str]]
+) -> list[str]:
+    """Tear down fixtures of a wider scope; in read-only mode under the guard.
+
+    Refusals become warnings and blocked records in the audit log.
+    """
+    if may_act:
+        return finish()
+    step = Step("fixture teardown", "check", host_run.name, read_only=True)
+    with guarding(step):
+        warnings = finish()
+    refusals = take_refusals(step)
+    host_run.log_refusals(step, refusals)
+    return [*warnings, *(refusal.message for refusal in refusals)]

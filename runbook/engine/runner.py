@@ -20,6 +20,7 @@ from typing import Any
 from runbook.config import Config
 from runbook.engine.hostrun import HostRun
 from runbook.engine.hostrun import RunContext
+from runbook.engine.hostrun import guarded_teardown
 from runbook.fixtures import FixtureError
 from runbook.fixtures import FixtureManager
 from runbook.hosts.backend import Backend
@@ -42,6 +43,7 @@ from runbook.results import HostResult
 from runbook.results import HypothesisResult
 from runbook.results import Mode
 from runbook.results import RunResult
+from runbook.safety.audithooks import trust_plugins
 from runbook.safety.guard import make_policy
 from runbook.safety.redact import Redactor
 from runbook.severity import decide
@@ -126,7 +128,7 @@ class Run:
 
     @property
     def mode(self) -> Mode:
-        """``read-only`` or ``execute``."""
+        """``execute`` or ``read-only``, from the command line; it cannot be set."""
         return self.context.info.mode
 
     def _validate_fixtures(self, fixtures: FixtureManager) -> None:
@@ -178,6 +180,10 @@ class Run:
 
     def execute(self) -> RunResult:
         """Run every target and report; on Ctrl-C or a crash, still report what was found."""
+        # Decided once, before any check runs, and passed down as a value: the gate of
+        # the actions is not an attribute that check code could reach and change.
+        may_act = self.options.execute
+        trust_plugins(self.config.pluginmanager.get_plugins())  # they run in framework calls
         backends = [make_backend(self.config, target) for target in self.options.targets]
         self.host_runs = [
             HostRun(self.context, backend, target)
@@ -187,7 +193,7 @@ class Run:
         interrupted = False
         crash: BaseException | None = None
         try:
-            crash = self._fan_out()
+            crash = self._fan_out(may_act)
         except KeyboardInterrupt:
             interrupted = True
             self.context.stop.set()
@@ -195,7 +201,13 @@ class Run:
                 host_run.cancel()
             self.warnings.append("interrupted by the operator (Ctrl-C): this report is partial")
         finally:
-            self.warnings.extend(self.context.fixtures.finish_all())
+            finish_all = self.context.fixtures.finish_all
+            teardown = (
+                guarded_teardown(self.host_runs[0], may_act, finish_all)
+                if self.host_runs
+                else finish_all()
+            )
+            self.warnings.extend(teardown)
         if crash is not None:  # a crashing plugin must not cost the report
             self.warnings.append(
                 f"internal error, the run stopped: {type(crash).__name__}: {crash}"
@@ -209,11 +221,11 @@ class Run:
             raise crash
         return result
 
-    def _fan_out(self) -> BaseException | None:
+    def _fan_out(self, may_act: bool) -> BaseException | None:
         """Run the targets, ``forks`` at a time; return the first crash, if any."""
         if len(self.host_runs) == 1:
             try:
-                self.host_runs[0].execute()
+                self.host_runs[0].execute(may_act)
             except Exception as exc:
                 return exc
             return None
@@ -226,7 +238,7 @@ class Run:
                 if stop.is_set():
                     return
                 try:
-                    host_run.execute()
+                    host_run.execute(may_act)
                 except Exception as exc:
                     crashes.append(exc)
                     stop.set()

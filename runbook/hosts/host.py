@@ -22,6 +22,8 @@ from runbook.hosts.backend import Exchanging
 from runbook.outcomes import CommandTimeout as CommandTimeout  # re-exported for backends
 from runbook.outcomes import ReadOnlyViolation
 from runbook.safety.audithooks import framework_call
+from runbook.safety.audithooks import guarded_step
+from runbook.safety.audithooks import record_refusal
 from runbook.steps import CommandRecord
 from runbook.steps import Step
 from runbook.steps import current_step
@@ -169,6 +171,9 @@ class Host:
     ) -> CommandResult:
         step = current_step.get()
         started = time.time()
+        guarded = guarded_step()  # a check cannot swap or relax the step its guard holds
+        if guarded is not None:
+            step = guarded
         if step is not None and step.read_only and self._policy is not None:
             argv = command if isinstance(command, list) else None
             with framework_call():  # the policy and its plugins are runbook's own code
@@ -178,7 +183,7 @@ class Host:
                     self.name, step.id, display, None, 0.0, True, started, violation.reason
                 )
                 self._record(step, record)
-                step.refusals.append(str(violation))  # blocked even if the check catches it
+                record_refusal(step, violation)  # blocked even if the check catches it
                 raise violation
         on_cancel = step.on_cancel if step is not None else None
         clock = time.perf_counter()
