@@ -68,9 +68,16 @@ class CheckResult:
         started_at: float,
         evidence: tuple[Evidence, ...] = (),
         commands: tuple[CommandRecord, ...] = (),
+        returned: object = None,
     ) -> CheckResult:
-        """Turn how a check's call ended (returned, or raised ``exc``) into a result."""
+        """Turn how a check's call ended (returned, or raised ``exc``) into a result.
+
+        A check that returns a string passes with it as its message: what it
+        measured against what it expected ("busiest process 2% CPU, limit 80%").
+        """
         outcome, verdict, message, trace = classify(exc)
+        if exc is None and isinstance(returned, str):
+            message = returned.strip()
         if not tests:
             verdict = None  # a symptom check tests no hypothesis
         return cls(

@@ -620,3 +620,45 @@ def test_an_empty_host_list_is_a_usage_error(project):
         assert "-H/--host names no target" in result.output
         assert "Traceback" not in result.output
     assert not (project.root / "runbook-reports").exists()
+
+
+MEASURED = '''
+    """Measured."""
+
+    from runbook import check, hypothesis
+
+    busy = hypothesis("runaway-process", "One process eats the CPU")
+
+
+    @check
+    def cpu_is_busy():
+        return "CPU 12% busy"
+
+
+    @check(tests=busy)
+    def no_process_dominates():
+        return "busiest process stress 2% CPU, limit 80%"
+
+
+    @check(tests=busy)
+    def returns_a_number():
+        return 42
+'''
+
+
+def test_a_passed_check_says_what_it_measured(project):
+    project.runbook("measured", MEASURED)
+    result, data = project.run_json("measured")
+    messages = {check["id"]: check["message"] for check in data["checks"]}
+    assert messages == {
+        "cpu_is_busy": "CPU 12% busy",
+        "no_process_dominates": "busiest process stress 2% CPU, limit 80%",
+        "returns_a_number": "",  # only a string is a description
+    }
+    [hypothesis] = data["hypotheses"]
+    assert "busiest process stress 2% CPU, limit 80%" in hypothesis["evidence"]
+    assert "CPU 12% busy" in result.output  # a symptom's finding, on the terminal too
+    assert "busiest process stress 2% CPU, limit 80%" in result.output  # the hypotheses table
+    report = (project.root / "measured.md").read_text()
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in report.splitlines()]
+    assert ["cpu_is_busy", "local", "passed", "CPU 12% busy"] in rows  # the Symptoms table

@@ -231,7 +231,7 @@ class HostRun:
             finished, error = True, job.error
         else:
             finished, error = self._wait(job, self._timeout(item))
-        return self._check_result(item, step, error, started, clock, finished)
+        return self._check_result(item, step, error, started, clock, finished, job.value)
 
     def _timeout(self, item: CheckItem) -> float:
         return self.run.options.timeout_for(item.spec.timeout)
@@ -244,6 +244,7 @@ class HostRun:
         started: float,
         clock: float,
         finished: bool,
+        returned: object = None,
     ) -> CheckResult:
         """The result of a check's call: its outcome, or ``timeout`` if it did not finish."""
         result = CheckResult.from_call(
@@ -251,6 +252,7 @@ class HostRun:
             host=self.name,
             tests=tuple(h.id for h in item.tests),
             exc=error,
+            returned=returned if finished else None,
             duration_s=time.perf_counter() - clock,
             started_at=started,
             evidence=tuple(step.evidence),
@@ -310,7 +312,7 @@ class HostRun:
     def _finish_step(self, step: Step) -> None:
         self.warnings.extend(self.run.fixtures.finish("check", self._step_key(step)))
 
-    def _invoke(self, item: CheckItem | ActionItem, step: Step) -> None:
+    def _invoke(self, item: CheckItem | ActionItem, step: Step) -> object:
         run = self.run
         builtins: dict[str, Any] = {"host": self.host, "params": run.params, "run_info": run.info}
         if "findings" in item.argnames or run.fixtures.needs_findings:
@@ -323,7 +325,7 @@ class HostRun:
         # Fixtures are runbook code: a check's are set up and torn down under its guard.
         try:
             kwargs = run.fixtures.resolve(item.argnames, keys, builtins)
-            item.func(**kwargs)
+            return item.func(**kwargs)
         finally:
             if step.read_only:
                 self.warnings.extend(run.fixtures.finish("check", keys["check"]))

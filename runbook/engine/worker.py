@@ -27,21 +27,23 @@ from runbook.steps import current_step
 class Job:
     """One call to run in the worker, with the step it belongs to."""
 
-    __slots__ = ("done", "error", "func", "step")
+    __slots__ = ("done", "error", "func", "step", "value")
 
     def __init__(self, func: Callable[[], Any], step: Step) -> None:
         self.func = func
         self.step = step
         self.done = threading.Event()
         self.error: BaseException | None = None
+        #: What the function returned (a check's description of what it measured).
+        self.value: Any = None
 
     def run(self) -> None:
-        """Call the function with ``current_step`` set; keep what it raised."""
+        """Call the function with ``current_step`` set; keep what it returned or raised."""
         token = current_step.set(self.step)
         guard = guarding(self.step) if self.step.read_only else contextlib.nullcontext()
         try:
             with guard:
-                self.func()
+                self.value = self.func()
         except BaseException as exc:  # every ending is an outcome, even SystemExit
             self.error = exc
         finally:

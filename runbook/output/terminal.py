@@ -101,7 +101,7 @@ class TerminalReporter:
             f"[{done:>{width}}/{self._total}] {outcome} {result.check} [{tests}]"
             f" {result.host} {result.duration_s:.2f}s"
         )
-        if result.message and (result.outcome != "passed" or self.verbosity > 0):
+        if result.message and (result.outcome != "passed" or not result.tests or self.verbosity):
             line += f"\n      {result.message}"
         if result.traceback and self.verbosity > 0:
             line += "\n" + "\n".join("      " + row for row in result.traceback.splitlines())
