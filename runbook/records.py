@@ -55,6 +55,8 @@ class RunOptions:
     operator: str | None = None
     report: str | None = None
     json: str | None = None
+    #: The cassette a replay answers every command from (its name); None for a live run.
+    replay: str | None = None
 
     def timeout_for(self, own: float | None = None) -> float:
         """Seconds a step may take: its own timeout, else ``--timeout``, else the default."""
@@ -71,6 +73,8 @@ class RunInfo:
     severity: str | None
     operator: str
     started_at: float
+    #: The cassette this run is replayed from; None when it reaches real targets.
+    replay: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

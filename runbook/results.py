@@ -237,6 +237,8 @@ class RunResult:
     severity_suggested: str | None = None
     #: Who set ``severity``: ``operator``, ``runbook`` (the suggestion) or ``default``.
     severity_source: str | None = None
+    #: The cassette the run was replayed from; None when it reached real targets.
+    replay: str | None = None
 
     @property
     def commands(self) -> list[CommandRecord]:
@@ -252,6 +254,7 @@ class RunResult:
             "schema": SCHEMA,
             "runbook": self.runbook,
             "mode": self.mode,
+            "replay": self.replay,
             "incident": self.incident,
             "severity": self.severity,
             "severity_suggested": self.severity_suggested,

@@ -48,6 +48,7 @@ class Session:
         self.config = config
         self.collection = collection
         self._closed = False
+        self._replaying: str | None = None  # the cassette source, once replay() was called
 
     @classmethod
     def start(
@@ -137,11 +138,14 @@ class Session:
                 f"not {runbook.name!r}"
             )
         self.config.pluginmanager.register(CassettePlayer(cassette, source), "cassette-player")
+        self._replaying = source
 
     def prepare(self, runbook: Runbook, options: RunOptions) -> Run:
         """Check parameters, fixtures and selection now: usage errors before any target."""
         from runbook.engine.runner import Run
 
+        if self._replaying is not None:
+            options = dataclasses.replace(options, replay=self._replaying)
         return Run(self.config, runbook, options, self.collection.plugin_fixtures)
 
     def run(self, runbook: Runbook, options: RunOptions) -> RunResult:

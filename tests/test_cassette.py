@@ -110,6 +110,23 @@ def test_replay_answers_from_the_cassette_and_gives_the_same_statuses(probe):
     assert by_id(replayed["checks"])["tools_present"]["outcome"] == "passed"
 
 
+def test_a_replay_says_it_is_one_everywhere(probe, private_audit_log):
+    _, recorded = probe.run_json("probe", "--record", "probe.yaml")
+    assert recorded["replay"] is None
+    result, replayed = probe.run_json("probe", "--replay", "probe.yaml")
+    assert "replay of probe.yaml · " in result.output
+    assert replayed["replay"] == "probe.yaml"
+    assert replayed["mode"] == "read-only"
+    report = (probe.root / "probe.md").read_text()
+    assert "| mode        | replay of cassette probe.yaml (read-only, no target contacted)" in report
+    records = [json.loads(line) for line in private_audit_log.read_text().splitlines()]
+    live, replay = [r for r in records if r["event"] == "run_started"]
+    assert live["mode"] == "read-only" and "cassette" not in live
+    assert replay["mode"] == "replay" and replay["cassette"] == "probe.yaml"
+    replayed_commands = [r for r in records if r["event"] == "command" and "cassette" in r]
+    assert replayed_commands and all(r["mode"] == "replay" for r in replayed_commands)
+
+
 def test_a_repeated_command_is_answered_in_recorded_order(probe):
     cassette = Cassette.from_outputs(
         "probe",

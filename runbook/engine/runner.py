@@ -105,6 +105,7 @@ class Run:
             options.severity or runbook.severity,
             options.operator or default_operator(),
             time.time(),
+            options.replay,
         )
         self.context = RunContext(
             runbook=runbook,
@@ -303,6 +304,7 @@ class Run:
             interrupted=interrupted or crashed,
             warnings=tuple(self.redactor.text(warning) for warning in warnings),
             read_only_extensions=self._extensions(),
+            replay=info.replay,
         )
 
     def _extensions(self) -> tuple[str, ...]:

@@ -35,6 +35,13 @@ def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}s"
 
 
+def _mode(data: dict[str, Any]) -> str:
+    replay = data.get("replay")
+    if replay:
+        return f"replay of cassette {replay} ({data.get('mode')}, no target contacted)"
+    return str(data.get("mode"))
+
+
 def _context(data: dict[str, Any]) -> dict[str, Any]:
     """Turn a JSON result into the rows and words the template shows."""
     several = len(data.get("hosts", [])) > 1
@@ -46,7 +53,7 @@ def _context(data: dict[str, Any]) -> dict[str, Any]:
         ["runbook", f"{runbook.get('name')} ({runbook.get('source', '')})".strip()],
         ["incident", data.get("incident") or "none"],
         ["severity", _severity(data)],
-        ["mode", data.get("mode")],
+        ["mode", _mode(data)],
         ["operator", data.get("operator")],
         ["targets", ", ".join(f"{h['name']} ({h['status']})" for h in data.get("hosts", []))],
         ["started", data.get("started_at")],

@@ -80,9 +80,8 @@ class TerminalReporter:
         shown = ", ".join(hosts) if len(hosts) <= 5 else f"{len(hosts)} hosts"
         noun = "check" if len(run.checks) == 1 else "checks"
         self.write(f"runbook {run.runbook.name}: {run.runbook.title}", bold=True)
-        self.write(
-            f"{run.mode} · {len(run.checks)} {noun} on {shown} · operator {run.info.operator}"
-        )
+        mode = f"replay of {run.info.replay}" if run.info.replay else run.mode
+        self.write(f"{mode} · {len(run.checks)} {noun} on {shown} · operator {run.info.operator}")
 
     @hookimpl
     def runbook_check_finished(self, result: CheckResult) -> None:

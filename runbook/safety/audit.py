@@ -259,9 +259,11 @@ class AuditPlugin:
         self._context = {
             "operator": run.info.operator,
             "runbook": run.runbook.name,
-            "mode": run.mode,
+            "mode": "replay" if run.info.replay else run.mode,
             "incident": run.info.incident,
         }
+        if run.info.replay:  # no target was contacted: commands were answered from it
+            self._context["cassette"] = run.info.replay
         try:
             self._append("run_started", hosts=run.hosts)
         except (OSError, AuditLogError) as exc:
