@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -1359,3 +1362,55 @@ def test_check_timeout_is_stored_as_a_plain_float():
         pass
 
     assert type(getattr(probe, CHECK_MARK).timeout) is float
+
+
+AFTER_A_RUN = '''
+import multiprocessing, os, sys, threading
+from click.testing import CliRunner
+from runbook.cli.main import cli
+
+result = CliRunner().invoke(cli, ["run", "shelly", "--report", "r.md", "--json", "r.json"])
+assert result.exit_code == 0, result.output
+
+
+def write(name):
+    with open(name, "w") as out:  # refused if this thread were still taken for a check's
+        out.write("ok")
+
+
+def threads(prefix):
+    for number in range(8):
+        thread = threading.Thread(target=write, args=(f"{prefix}{number}",))
+        thread.start()
+        thread.join()
+
+
+threads("parent")
+child = multiprocessing.get_context("fork").Process(target=threads, args=("child",))
+child.start()
+child.join()
+print(sorted(os.listdir(".")))
+'''
+
+
+def test_threads_after_a_run_are_not_taken_for_a_checks(project):
+    """The guard keeps no thread of a finished check, in this process or a forked child."""
+    project.runbook(
+        "shelly",
+        '''
+        """Shelly."""
+        from runbook import check
+
+
+        @check
+        def parses_a_shell_command(host):
+            host.run("cat /proc/loadavg | head -n 1")
+        ''',
+    )
+    script = project.write("after.py", AFTER_A_RUN)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=project.root, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    written = {f"{who}{n}" for who in ("parent", "child") for n in range(8)}
+    assert written <= set(ast.literal_eval(done.stdout.strip())), done.stderr

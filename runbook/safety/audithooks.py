@@ -258,6 +258,20 @@ def _make_hook(
     get_ident = threading.get_ident
     getframe = sys._getframe
 
+    def forget_other_threads() -> None:
+        """In a forked child only the forking thread lives on: drop the others' state.
+
+        A new thread there may get the identity of one of them.
+        """
+        ident = get_ident()
+        for table in (checks, privileged):
+            for other in [key for key in table if key != ident]:
+                del table[other]
+        tickets.clear()
+        busy.intersection_update({ident})
+
+    os.register_at_fork(after_in_child=forget_other_threads)
+
     plumbing: set[Any] = set()
 
     def caller() -> FrameType | None:

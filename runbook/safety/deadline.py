@@ -88,6 +88,12 @@ def _set_async_exc(ident: int, exception: type[BaseException] | None) -> None:
 _WATCHDOG = _Watchdog()
 
 
+def start() -> None:
+    """Start the watchdog now, outside any check, so that no check's guard is its own."""
+    with _WATCHDOG._condition:
+        _WATCHDOG._start()
+
+
 def limit(seconds: float) -> contextlib.AbstractContextManager[None]:
     """Bound the time the calling thread spends in the block (see ``DeadlineExceeded``)."""
     return _WATCHDOG.limit(seconds)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runbook.outcomes import ReadOnlyViolation
+from runbook.safety import deadline
 from runbook.safety.command_rules import FIND_ACTIONS as FIND_ACTIONS
 from runbook.safety.command_rules import RULES
 from runbook.safety.shell import Redirect
@@ -77,6 +78,7 @@ class _Context:
 def make_policy(config: Config, mode: str) -> CommandPolicy:
     """Build the policy ``Host`` consults before a read-only step runs a command."""
     configured = config.read_only_allow
+    deadline.start()  # the parser's watchdog is the framework's thread, not a check's
     # The same command on many hosts is parsed once per run: the verdict depends only
     # on the command and the extensions in force.
     verdicts: dict[tuple[str, tuple[str, ...] | None, tuple[str, ...]], str | None] = {}
