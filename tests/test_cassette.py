@@ -118,7 +118,9 @@ def test_a_replay_says_it_is_one_everywhere(probe, private_audit_log):
     assert replayed["replay"] == "probe.yaml"
     assert replayed["mode"] == "read-only"
     report = (probe.root / "probe.md").read_text()
-    assert "| mode        | replay of cassette probe.yaml (read-only, no target contacted)" in report
+    assert (
+        "| mode        | replay of cassette probe.yaml (read-only, no target contacted)" in report
+    )
     records = [json.loads(line) for line in private_audit_log.read_text().splitlines()]
     live, replay = [r for r in records if r["event"] == "run_started"]
     assert live["mode"] == "read-only" and "cassette" not in live

@@ -1364,7 +1364,7 @@ def test_check_timeout_is_stored_as_a_plain_float():
     assert type(getattr(probe, CHECK_MARK).timeout) is float
 
 
-AFTER_A_RUN = '''
+AFTER_A_RUN = """
 import multiprocessing, os, sys, threading
 from click.testing import CliRunner
 from runbook.cli.main import cli
@@ -1390,7 +1390,7 @@ child = multiprocessing.get_context("fork").Process(target=threads, args=("child
 child.start()
 child.join()
 print(sorted(os.listdir(".")))
-'''
+"""
 
 
 def test_threads_after_a_run_are_not_taken_for_a_checks(project):
