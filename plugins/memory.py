@@ -3,9 +3,11 @@
 Every helper runs ordinary read-only commands (``cat``, ``ps``, ``sleep``,
 ``dmesg``, ``journalctl``) through ``Host.run`` and parses what they printed in
 pure ``parse_*`` functions, so the same code works locally, over SSH and against
-a replayed cassette. ``host.memory()`` calls ``memory``; the ``mem`` fixture
-binds the rest to the current target for runbooks: ``mem.breakdown()``,
-``mem.swap_activity(seconds)``, ``mem.growth(seconds)``, ``mem.kernel_log()``.
+a replayed cassette. The ``mem`` fixture binds them to the current target for
+runbooks: ``mem.breakdown()``, ``mem.swap_activity(seconds)``, ``mem.growth(seconds)``,
+``mem.kernel_log()``. ``host.memory()`` is a ``Host`` helper: its ``Memory`` record
+and ``parse_meminfo`` live in ``runbook.hosts.system`` (``Memory`` can be imported
+from here too).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import re
 from typing import TYPE_CHECKING
 
 from runbook import fixture
+from runbook.hosts.system import Memory as Memory
+from runbook.hosts.system import parse_meminfo
 
 if TYPE_CHECKING:
     from runbook import Host
@@ -32,54 +36,6 @@ _GROWTH_COMMAND = (
     "cat /proc/uptime; ps -ww -e -o pid=,user:32=,rss=,args=; sleep %s; "
     "cat /proc/uptime; ps -ww -e -o pid=,user:32=,rss=,args="
 )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Memory:
-    """Memory and swap figures from /proc/meminfo, in KiB."""
-
-    total_kb: int
-    available_kb: int
-    #: total - available: memory that cannot be reclaimed without swapping.
-    used_kb: int
-    used_percent: float
-    swap_total_kb: int
-    swap_free_kb: int
-
-    @property
-    def swap_used_kb(self) -> int:
-        """Swap in use."""
-        return self.swap_total_kb - self.swap_free_kb
-
-
-def parse_meminfo(text: str) -> Memory:
-    """Parse /proc/meminfo; kernels before 3.14 lack MemAvailable, so estimate it."""
-    values: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        fields = rest.split()
-        if fields and fields[0].isdigit():
-            values[name.strip()] = int(fields[0])
-    if "MemTotal" not in values:
-        raise ValueError("no MemTotal in /proc/meminfo")
-    total = values["MemTotal"]
-    available = values.get("MemAvailable")
-    if available is None:
-        available = sum(values.get(name, 0) for name in ("MemFree", "Buffers", "Cached"))
-    used = total - available
-    return Memory(
-        total_kb=total,
-        available_kb=available,
-        used_kb=used,
-        used_percent=100.0 * used / total if total else 0.0,
-        swap_total_kb=values.get("SwapTotal", 0),
-        swap_free_kb=values.get("SwapFree", 0),
-    )
-
-
-def memory(host: Host) -> Memory:
-    """Return memory and swap figures from /proc/meminfo."""
-    return parse_meminfo(host.read_text("/proc/meminfo"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,12 +1,13 @@
-"""Storage helpers: disk and inode usage, the largest files, deleted files still held open.
+"""Storage helpers: the largest files, and deleted files still held open.
 
-Every helper runs ordinary read-only commands (``df``, ``find``, ``stat``, ``ps``)
-through ``Host.run`` and parses what they printed in pure ``parse_*`` functions,
-so the same code works locally, over SSH and against a replayed cassette.
-``host.disk_usage(path)`` and ``host.inode_usage(path)`` call them; the ``disk``
-fixture binds all of them to the current target for runbooks:
-``disk.usage(path)``, ``disk.inode_usage(path)``, ``disk.largest_files(...)``,
-``disk.deleted_open_files(path)``.
+Every helper runs ordinary read-only commands (``find``, ``stat``, ``ps``) through
+``Host.run`` and parses what they printed in pure ``parse_*`` functions, so the same
+code works locally, over SSH and against a replayed cassette. The ``disk`` fixture
+binds them to the current target for runbooks: ``disk.largest_files(...)``,
+``disk.deleted_open_files(path)``. Disk and inode usage are ``Host`` helpers
+(``host.disk_usage(path)``, ``host.inode_usage(path)``): their records and ``df``
+parsers live in ``runbook.hosts.filesystems`` (the records can be imported from
+here too).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import re
 from typing import TYPE_CHECKING
 
 from runbook import fixture
+from runbook.hosts.filesystems import DiskUsage as DiskUsage
+from runbook.hosts.filesystems import InodeUsage as InodeUsage
 
 if TYPE_CHECKING:
     from runbook import Host
@@ -29,37 +32,6 @@ _STAT_ROW = re.compile(r"^(\d+)\t(\d+)\t(\d+)\t(.+)$")
 # find: '/root/x': Permission denied / stat: cannot statx '/proc/1/fd/3': Permission denied
 _DENIED = re.compile(r"^.*?['\u2018](.+)['\u2019]: Permission denied$", re.M)
 _PS_COMM_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s?(.*)$")
-_DF_ROW = re.compile(
-    r"^(?P<fs>.*?)\s+(?P<total>\d+)\s+(?P<used>\d+)\s+(?P<avail>\d+)\s+(?:\d+%|-)\s+(?P<mount>/.*)$"
-)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class DiskUsage:
-    """Size and use of the filesystem holding ``path``, in KiB (``df -P -k``)."""
-
-    path: str
-    filesystem: str
-    mount: str
-    total_kb: int
-    used_kb: int
-    available_kb: int
-    #: used / (used + available), as df computes it: blocks reserved for root do not count.
-    used_percent: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class InodeUsage:
-    """Inodes of the filesystem holding ``path`` (``df -P -i``)."""
-
-    path: str
-    filesystem: str
-    mount: str
-    #: 0 where the filesystem has no fixed number of inodes (btrfs, some network filesystems).
-    total: int
-    used: int
-    free: int
-    used_percent: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,39 +78,6 @@ class DeletedFileScan:
 
     files: tuple[DeletedOpenFile, ...]
     unreadable: tuple[str, ...]
-
-
-def parse_df(text: str, path: str) -> DiskUsage:
-    """Parse the output of ``df -P -k PATH`` (spaces in device or mount point are fine)."""
-    for line in text.splitlines()[1:]:
-        match = _DF_ROW.match(line)
-        if match:
-            used, available = int(match["used"]), int(match["avail"])
-            return DiskUsage(
-                path=path,
-                filesystem=match["fs"],
-                mount=match["mount"],
-                total_kb=int(match["total"]),
-                used_kb=used,
-                available_kb=available,
-                used_percent=100.0 * used / (used + available) if used + available else 0.0,
-            )
-    raise ValueError(f"no filesystem line in df output: {text.strip()!r}")
-
-
-def parse_df_inodes(text: str, path: str) -> InodeUsage:
-    """Parse the output of ``df -P -i PATH`` (``-`` for filesystems without an inode table)."""
-    usage = parse_df(text, path)
-    total, used, free = usage.total_kb, usage.used_kb, usage.available_kb
-    return InodeUsage(
-        path=path,
-        filesystem=usage.filesystem,
-        mount=usage.mount,
-        total=total,
-        used=used,
-        free=free,
-        used_percent=100.0 * used / total if total else 0.0,
-    )
 
 
 def parse_find_files(text: str, limit: int, min_bytes: int = 0) -> list[LargeFile]:
@@ -198,16 +137,6 @@ def parse_deleted_open_files(find_text: str, stat_text: str, ps_text: str) -> li
         )
     files.sort(key=lambda file: (-file.allocated_bytes, file.pid, file.fd))
     return files
-
-
-def disk_usage(host: Host, path: str = "/") -> DiskUsage:
-    """Return size and use of the filesystem holding ``path``."""
-    return parse_df(host.run("df -P -k %s", path).check_output(host.name), path)
-
-
-def inode_usage(host: Host, path: str = "/") -> InodeUsage:
-    """Return how many inodes the filesystem holding ``path`` has and uses."""
-    return parse_df_inodes(host.run("df -P -i %s", path).check_output(host.name), path)
 
 
 def largest_files(host: Host, path: str = "/", limit: int = 10, min_bytes: int = 0) -> FileScan:
@@ -278,14 +207,6 @@ class Disk:
     def __init__(self, host: Host) -> None:
         self.host = host
 
-    def usage(self, path: str = "/") -> DiskUsage:
-        """Return size and use of the filesystem holding ``path``."""
-        return disk_usage(self.host, path)
-
-    def inode_usage(self, path: str = "/") -> InodeUsage:
-        """Return how many inodes the filesystem holding ``path`` has and uses."""
-        return inode_usage(self.host, path)
-
     def largest_files(self, path: str = "/", limit: int = 10, min_bytes: int = 0) -> FileScan:
         """Find the ``limit`` files under ``path`` taking the most space (``largest_files``)."""
         return largest_files(self.host, path, limit, min_bytes)
@@ -297,5 +218,5 @@ class Disk:
 
 @fixture(scope="host")
 def disk(host: Host) -> Disk:
-    """Disk helpers (usage, inodes, largest files, deleted open files) on the current target."""
+    """Disk helpers (largest files, deleted open files) on the current target."""
     return Disk(host)

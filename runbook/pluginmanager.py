@@ -39,7 +39,6 @@ DEFAULT_PLUGINS = (
     "runbook.output.junitxml",
     "runbook.incident.recorder",
     "runbook.incident.notify",
-    "runbook.plugins.system",
     "runbook.plugins.memory",
     "runbook.plugins.storage",
     "runbook.plugins.network",

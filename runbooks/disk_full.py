@@ -87,10 +87,10 @@ def _could_hide(usage: DiskUsage, floor: int) -> bool:
 
 
 @check
-def filesystem_has_room(disk: Disk, params: Any) -> None:
+def filesystem_has_room(host: Host, params: Any) -> None:
     """Symptom: fail when the filesystem holding ``path`` is short of blocks or inodes."""
-    usage = disk.usage(params.path)
-    nodes = disk.inode_usage(params.path)
+    usage = host.disk_usage(params.path)
+    nodes = host.inode_usage(params.path)
     evidence("Filesystem (KiB)", [usage])
     evidence("Inodes", [nodes])
     assert usage.used_percent < params.used_percent and (
@@ -102,9 +102,9 @@ def filesystem_has_room(disk: Disk, params: Any) -> None:
 
 
 @check(tests=full)
-def filesystem_not_almost_full(disk: Disk, params: Any) -> None:
+def filesystem_not_almost_full(host: Host, params: Any) -> None:
     """Rule ``filesystem-full`` out when less than ``used_percent`` of the blocks are used."""
-    usage = disk.usage(params.path)
+    usage = host.disk_usage(params.path)
     evidence("Filesystem (KiB)", [usage])
     assert usage.used_percent < params.used_percent, (
         f"{usage.mount} ({usage.filesystem}) is {usage.used_percent:.0f}% full "
@@ -114,9 +114,9 @@ def filesystem_not_almost_full(disk: Disk, params: Any) -> None:
 
 
 @check(tests=inodes)
-def inodes_not_exhausted(disk: Disk, params: Any) -> None:
+def inodes_not_exhausted(host: Host, params: Any) -> None:
     """Rule ``inodes-exhausted`` out when less than ``inodes_percent`` of the inodes are used."""
-    nodes = disk.inode_usage(params.path)
+    nodes = host.inode_usage(params.path)
     evidence("Inodes", [nodes])
     if nodes.total == 0:
         return  # no fixed inode table (btrfs...): it cannot run out
@@ -127,9 +127,9 @@ def inodes_not_exhausted(disk: Disk, params: Any) -> None:
 
 
 @check(tests=huge)
-def no_huge_files(disk: Disk, params: Any) -> None:
+def no_huge_files(host: Host, disk: Disk, params: Any) -> None:
     """Rule ``huge-files`` out when no file takes ``huge_file_mb`` and ``huge_file_percent``."""
-    usage = disk.usage(params.path)
+    usage = host.disk_usage(params.path)
     floor = _floor(usage, params.huge_file_mb, params.huge_file_percent)
     scan = disk.largest_files(params.path, limit=params.files_listed, min_bytes=floor)
     evidence(f"Files of at least {_mib(floor)} on {usage.mount}", list(scan.files))
@@ -153,13 +153,13 @@ def no_huge_files(disk: Disk, params: Any) -> None:
 
 
 @check(tests=deleted)
-def no_deleted_files_held_open(disk: Disk, params: Any) -> None:
+def no_deleted_files_held_open(host: Host, disk: Disk, params: Any) -> None:
     """Rule ``deleted-but-open`` out when deleted open files hold under ``deleted_open_mb``.
 
     Enough space held by the processes that could be read decides it, whatever the
     processes that could not be read hold.
     """
-    usage = disk.usage(params.path)
+    usage = host.disk_usage(params.path)
     floor = _floor(usage, params.deleted_open_mb, params.deleted_open_percent)
     scan = disk.deleted_open_files(params.path)
     held = sum(file.allocated_bytes for file in scan.files)

@@ -118,7 +118,7 @@ ALLOWED = [
     "docker -H unix:///run/docker.sock ps",
     "systemctl -p ActiveState show nginx",
     "systemctl is-system-running",
-    # Commands the built-in system plugin sends, globs and interpolated arguments included.
+    # Commands the Host system helpers send, globs and interpolated arguments included.
     "head -n 1 /proc/stat; sleep '0.200'; head -n 1 /proc/stat",
     "cat /proc/stat /proc/[0-9]*/stat",
     "df -P -k '/srv/a b; rm -rf /'",

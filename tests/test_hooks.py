@@ -254,6 +254,12 @@ def test_hookspecs_are_documented_and_typed():
         assert "return" in spec.__annotations__, name
 
 
+#: What the Host helpers return and the parsers behind them: plain data, shared with the
+#: plugins that build on them (``runbook.plugins.network`` reuses the ``ss`` and /proc
+#: parsers), so plugins may import them too.
+HELPER_RECORDS = ("runbook.hosts.system", "runbook.hosts.filesystems", "runbook.hosts.sockets")
+
+
 def test_plugins_and_library_import_only_the_public_api():
     allowed = set(runbook.__all__)
     for path in [*ROOT.joinpath("plugins").glob("*.py"), *ROOT.joinpath("runbooks").glob("*.py")]:
@@ -267,6 +273,8 @@ def test_plugins_and_library_import_only_the_public_api():
         for node in ast.walk(tree):
             if id(node) in guarded:
                 continue
+            if isinstance(node, ast.ImportFrom) and node.module in HELPER_RECORDS:
+                continue
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("runbook"):
                 assert node.module == "runbook", f"{path.name}: imports from {node.module}"
                 names = {alias.name for alias in node.names}
@@ -274,6 +282,16 @@ def test_plugins_and_library_import_only_the_public_api():
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not alias.name.startswith("runbook."), f"{path.name}: {alias.name}"
+
+
+def test_the_helper_records_plugins_may_import_are_plain_data():
+    for module in HELPER_RECORDS:
+        path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("runbook"), f"{module}: {node.module}"
+            if isinstance(node, ast.Import):
+                assert not any(alias.name.startswith("runbook") for alias in node.names), module
 
 
 def test_crashing_reporter_plugin_still_leaves_the_report(project):

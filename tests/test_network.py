@@ -28,6 +28,7 @@ from sshd import unavailable
 from sshd import write_known_hosts
 from sshd import write_ssh_config
 
+from runbook.hosts import sockets
 from runbook.hosts.host import Host
 from runbook.hosts.local import LocalBackend
 
@@ -64,7 +65,7 @@ ONE_PROCESS = (
 
 
 def test_parse_tcp_connections_keeps_state_queues_endpoints_and_owner():
-    rows = network.parse_tcp_connections(SS_TAN)
+    rows = sockets.parse_tcp_connections(SS_TAN)
     assert rows == [
         TcpConnection("ESTAB", "127.0.0.1:42104", "127.0.0.1:51637", 0, 0, 21188, "python3"),
         TcpConnection("TIME-WAIT", "[::1]:80", "[::1]:5000", 0, 0, None, ""),
@@ -74,7 +75,7 @@ def test_parse_tcp_connections_keeps_state_queues_endpoints_and_owner():
 
 
 def test_parse_listening_ports_reads_addresses_ports_and_accept_queues():
-    rows = network.parse_listening_ports(SS_LTN)
+    rows = sockets.parse_listening_ports(SS_LTN)
     assert rows == [
         ListeningSocket("0.0.0.0", 80, 129, 128, 77, "nginx"),
         ListeningSocket("127.0.0.53", 53, 0, 4096, None, ""),
@@ -98,12 +99,12 @@ def test_parse_listening_ports_reads_addresses_ports_and_accept_queues():
     ],
 )
 def test_normalize_state_takes_the_usual_names(given, expected):
-    assert network.normalize_state(given) == expected
+    assert sockets.normalize_state(given) == expected
 
 
 def test_normalize_state_refuses_unknown_states():
     with pytest.raises(ValueError, match="unknown TCP state 'waiting': use one of ESTAB"):
-        network.normalize_state("waiting")
+        sockets.normalize_state("waiting")
 
 
 def test_parse_open_files_scan_joins_counts_limits_and_names():
@@ -119,12 +120,12 @@ def test_parse_open_files_scan_joins_counts_limits_and_names():
 
 
 def test_parse_open_files_of_one_process():
-    files = network.parse_open_files(ONE_PROCESS, 4242)
+    files = sockets.parse_open_files(ONE_PROCESS, 4242)
     assert files == OpenFiles(
         4242, "python3", "alice", 3, 256, 4096, ("/dev/null", "pipe:[123]", "socket:[456]")
     )
     with pytest.raises(ProcessLookupError, match="no process 4243"):
-        network.parse_open_files("", 4243)
+        sockets.parse_open_files("", 4243)
 
 
 ANSWERS = [

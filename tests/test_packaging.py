@@ -44,7 +44,7 @@ def test_wheel_maps_plugins_and_runbooks_under_the_runbook_package(wheel):
     modules = {str(path.relative_to(ROOT)) for path in (ROOT / "runbook").rglob("*.py")}
     assert modules - set(names) == set()
     assert "runbook/templates/report.md.j2" in names
-    assert "runbook/plugins/system.py" in names
+    assert "runbook/plugins/network.py" in names
     assert "runbook/library/high_cpu.py" in names
     assert not any(name.startswith(("plugins/", "runbooks/", "tests/")) for name in names)
 

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 from resultdata import by_id
 from runbook.library import high_cpu
-from runbook.plugins import system
 
+from runbook.hosts import system
 from runbook.hosts.host import Host
 from runbook.hosts.local import LocalBackend
 from runbook.outcomes import Skipped
@@ -275,7 +275,7 @@ cpu  1400 0 600 8470 110 0 0 60 0 0
 
 
 def canned_host(proc_stat):
-    """A host whose ``cpu_times`` reads canned /proc/stat text through the system plugin."""
+    """A host whose ``cpu_times`` reads canned /proc/stat text through ``runbook.hosts.system``."""
 
     def cpu_times(interval):
         return system.CpuTimes.from_counters(*system.parse_proc_stat(proc_stat))

@@ -9,6 +9,7 @@ from canned import CannedBackend
 from canned import assert_read_only
 from runbook.plugins import storage
 
+from runbook.hosts import filesystems
 from runbook.hosts.host import Host
 
 DF_INODES_OUTPUT = """\
@@ -35,7 +36,7 @@ PS_COMM_OUTPUT = "   42 www-data  nginx\n   44 postgres  postgres: writer\n"
 
 
 def test_parse_df_inodes():
-    usage = storage.parse_df_inodes(DF_INODES_OUTPUT, "/srv/data dir/x")
+    usage = filesystems.parse_df_inodes(DF_INODES_OUTPUT, "/srv/data dir/x")
     assert (usage.mount, usage.total, usage.used, usage.free) == (
         "/srv/data dir",
         6553600,
@@ -44,9 +45,9 @@ def test_parse_df_inodes():
     )
     assert usage.used_percent == 10.0
     no_table = "Filesystem Inodes IUsed IFree IUse% Mounted on\n/dev/sdb1 0 0 0 - /btrfs\n"
-    assert storage.parse_df_inodes(no_table, "/btrfs").used_percent == 0.0
+    assert filesystems.parse_df_inodes(no_table, "/btrfs").used_percent == 0.0
     with pytest.raises(ValueError, match="no filesystem line"):
-        storage.parse_df_inodes("df: /nope: No such file or directory\n", "/nope")
+        filesystems.parse_df_inodes("df: /nope: No such file or directory\n", "/nope")
 
 
 def test_parse_find_files_orders_by_space_taken_and_skips_sparse_and_small():
@@ -98,7 +99,7 @@ DISK_ANSWERS = [
 def test_disk_helpers_send_read_only_commands_and_quote_paths():
     backend = CannedBackend(DISK_ANSWERS)
     host = Host(backend)
-    assert storage.inode_usage(host, "/srv/data dir/x").used == 655360
+    assert host.inode_usage("/srv/data dir/x").used == 655360
     scan = storage.largest_files(host, "/srv", limit=2, min_bytes=1 << 20)
     assert [f.path for f in scan.files] == ["/var/log/with\ttab and space.log", "/var/log/0.log"]
     assert scan.unreadable == ("/srv/private",)
@@ -128,7 +129,7 @@ def test_disk_helpers_fail_clearly_and_refuse_bad_arguments():
 
 def test_disk_helpers_on_this_machine(local, tmp_path, spawn):
     statvfs = os.statvfs(tmp_path)
-    assert storage.inode_usage(local, str(tmp_path)).total == statvfs.f_files
+    assert local.inode_usage(str(tmp_path)).total == statvfs.f_files
     (tmp_path / "real.bin").write_bytes(b"x" * (3 << 20))
     with open(tmp_path / "sparse.bin", "wb") as sparse:
         sparse.truncate(50 << 20)

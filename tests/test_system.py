@@ -1,4 +1,4 @@
-"""The system plugin and the Host helpers: parsers on literal text, one read-only command
+"""The Host system helpers: parsers on literal text, one read-only command
 per helper, real use."""
 
 from __future__ import annotations
@@ -10,18 +10,17 @@ import time
 import pytest
 from canned import CannedBackend
 from canned import assert_read_only
-from runbook.plugins import memory
-from runbook.plugins import storage
-from runbook.plugins import system
-from runbook.plugins.memory import Memory
-from runbook.plugins.system import CpuCounters
-from runbook.plugins.system import CpuTimes
-from runbook.plugins.system import LoadAverage
-from runbook.plugins.system import ProcessCount
-from runbook.plugins.system import TaskStat
 
+from runbook.hosts import filesystems
+from runbook.hosts import system
 from runbook.hosts.host import CommandResult
 from runbook.hosts.host import Host
+from runbook.hosts.system import CpuCounters
+from runbook.hosts.system import CpuTimes
+from runbook.hosts.system import LoadAverage
+from runbook.hosts.system import Memory
+from runbook.hosts.system import ProcessCount
+from runbook.hosts.system import TaskStat
 
 
 def stat_line(pid, comm, state="S", ticks=0, threads=1, start=100):
@@ -155,16 +154,16 @@ def test_parse_loadavg():
 
 
 def test_parse_meminfo():
-    figures = memory.parse_meminfo(MEMINFO)
+    figures = system.parse_meminfo(MEMINFO)
     assert figures == Memory(8000000, 6000000, 2000000, 25.0, 2000000, 1500000)
     assert figures.swap_used_kb == 500000
 
 
 def test_parse_meminfo_estimates_available_on_old_kernels():
     old = "\n".join(line for line in MEMINFO.splitlines() if "MemAvailable" not in line)
-    assert memory.parse_meminfo(old).available_kb == 1000000 + 200000 + 3000000
+    assert system.parse_meminfo(old).available_kb == 1000000 + 200000 + 3000000
     with pytest.raises(ValueError, match="MemTotal"):
-        memory.parse_meminfo("MemFree: 10 kB\n")
+        system.parse_meminfo("MemFree: 10 kB\n")
 
 
 @pytest.mark.parametrize(
@@ -184,7 +183,7 @@ def test_parse_meminfo_estimates_available_on_old_kernels():
     ],
 )
 def test_parse_df(row, filesystem, mount, total, used, available):
-    usage = storage.parse_df(
+    usage = filesystems.parse_df(
         f"Filesystem 1024-blocks Used Available Capacity Mounted on\n{row}\n", "/x"
     )
     assert (usage.path, usage.filesystem, usage.mount) == ("/x", filesystem, mount)
@@ -192,10 +191,10 @@ def test_parse_df(row, filesystem, mount, total, used, available):
 
 
 def test_parse_df_percent_leaves_out_reserved_blocks_like_df():
-    usage = storage.parse_df(DF_OUTPUT, "/")
+    usage = filesystems.parse_df(DF_OUTPUT, "/")
     assert usage.used_percent == pytest.approx(100 * 61440000 / (61440000 + 35840000))
     with pytest.raises(ValueError, match="no filesystem line"):
-        storage.parse_df("Filesystem 1024-blocks Used Available Capacity Mounted on\n", "/")
+        filesystems.parse_df("Filesystem 1024-blocks Used Available Capacity Mounted on\n", "/")
 
 
 def test_parse_uptime():

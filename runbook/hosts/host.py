@@ -15,7 +15,12 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import TypeVar
+from typing import cast
 
+from runbook.api import evidence
+from runbook.hosts import filesystems
+from runbook.hosts import sockets
+from runbook.hosts import system
 from runbook.hosts.backend import Backend
 from runbook.hosts.backend import Connecting
 from runbook.hosts.backend import Exchanging
@@ -29,10 +34,6 @@ from runbook.steps import Step
 from runbook.steps import current_step
 
 if TYPE_CHECKING:
-    from runbook.plugins import memory
-    from runbook.plugins import network
-    from runbook.plugins import storage
-    from runbook.plugins import system
     from runbook.records import Target
 
 _T = TypeVar("_T")
@@ -242,92 +243,101 @@ class Host:
         """Close the backend's connections."""
         self.backend.close()
 
-    # System helpers. They live in the ``system``, ``memory``, ``storage`` and
-    # ``network`` plugins (imported on first use, since they build on this module)
-    # and only run ordinary read-only commands, so they work the same locally,
-    # over SSH and against a replayed cassette.
+    # System helpers. They only run ordinary read-only commands, so they work the same
+    # locally, over SSH and against a replayed cassette; what they return, and the
+    # parsers of what the commands print, live in ``runbook.hosts.system``,
+    # ``filesystems`` and ``sockets``.
 
     def cpu_times(self, interval: float = 0.5) -> system.CpuTimes:
         """Sample /proc/stat over ``interval`` seconds: user, system, iowait, steal, idle %."""
-        from runbook.plugins import system
-
-        return system.cpu_times(self, interval)
+        if interval <= 0:
+            raise ValueError("interval must be a positive number of seconds")
+        result = self.run("head -n 1 /proc/stat; sleep %s; head -n 1 /proc/stat", f"{interval:.3f}")
+        readings = system.parse_proc_stat(result.check_output(self.name))
+        if len(readings) != 2:
+            raise ValueError(f"expected two readings of /proc/stat, got {len(readings)}")
+        return system.CpuTimes.from_counters(*readings)
 
     def cpu_percent(self, interval: float = 0.5) -> float:
         """Return the share of CPU time spent busy over ``interval`` seconds (0-100)."""
-        from runbook.plugins import system
-
-        return float(system.cpu_times(self, interval).busy)
+        return self.cpu_times(interval).busy
 
     def cpu_count(self) -> int:
         """Return the number of online CPUs."""
-        from runbook.plugins import system
-
-        return int(system.cpu_count(self))
+        return system.parse_cpu_list(self.read_text("/sys/devices/system/cpu/online"))
 
     def load_average(self) -> system.LoadAverage:
         """Return the 1, 5 and 15 minute load averages."""
-        from runbook.plugins import system
+        return system.parse_loadavg(self.read_text("/proc/loadavg"))
 
-        return system.load_average(self)
-
-    def memory(self) -> memory.Memory:
+    def memory(self) -> system.Memory:
         """Return memory and swap figures from /proc/meminfo."""
-        from runbook.plugins import memory
+        return system.parse_meminfo(self.read_text("/proc/meminfo"))
 
-        return memory.memory(self)
-
-    def disk_usage(self, path: str = "/") -> storage.DiskUsage:
+    def disk_usage(self, path: str = "/") -> filesystems.DiskUsage:
         """Return size and use of the filesystem holding ``path``."""
-        from runbook.plugins import storage
+        return filesystems.parse_df(self.run("df -P -k %s", path).check_output(self.name), path)
 
-        return storage.disk_usage(self, path)
-
-    def inode_usage(self, path: str = "/") -> storage.InodeUsage:
+    def inode_usage(self, path: str = "/") -> filesystems.InodeUsage:
         """Return how many inodes the filesystem holding ``path`` has and uses."""
-        from runbook.plugins import storage
+        output = self.run("df -P -i %s", path).check_output(self.name)
+        return filesystems.parse_df_inodes(output, path)
 
-        return storage.inode_usage(self, path)
-
-    def tcp_connections(self, state: str | None = None) -> list[network.TcpConnection]:
+    def tcp_connections(self, state: str | None = None) -> list[sockets.TcpConnection]:
         """Return the TCP sockets (listeners included), or those in ``state`` (``TIME-WAIT``...)."""
-        from runbook.plugins import network
+        wanted = sockets.normalize_state(state) if state is not None else None
+        result = self.run(["ss", "-tanpH"])
+        connections = sockets.parse_tcp_connections(result.check_output(self.name))
+        return [row for row in connections if wanted is None or row.state == wanted]
 
-        return list(network.tcp_connections(self, state))
-
-    def listening_ports(self) -> list[network.ListeningSocket]:
+    def listening_ports(self) -> list[sockets.ListeningSocket]:
         """Return the TCP sockets listening for connections, with their accept queues."""
-        from runbook.plugins import network
+        return sockets.parse_listening_ports(self.run(["ss", "-ltnpH"]).check_output(self.name))
 
-        return list(network.listening_ports(self))
-
-    def open_files(self, pid: int) -> network.OpenFiles:
+    def open_files(self, pid: int) -> sockets.OpenFiles:
         """Return how many files process ``pid`` has open, where they point, and its limits."""
-        from runbook.plugins import network
-
-        return network.open_files(self, pid)
+        # ProcessLookupError: no such process; PermissionError: another user's descriptors.
+        pid = int(pid)
+        result = self.run(sockets.OPEN_FILES_COMMAND, pid, pid, pid)
+        if "Permission denied" in result.stderr:
+            raise PermissionError(
+                f"cannot read the open files of pid {pid} on {self.name}: "
+                + result.stderr.strip().splitlines()[0]
+            )
+        try:
+            return sockets.parse_open_files(result.stdout, pid)
+        except ProcessLookupError:
+            raise ProcessLookupError(f"no process {pid} on {self.name}") from None
 
     def top_processes(self, by: str = "cpu", limit: int = 10) -> list[system.Process]:
         """Return the processes using the most CPU (sampled now) or memory, largest first."""
-        from runbook.plugins import system
-
-        return list(system.top_processes(self, by=by, limit=limit))
+        if by not in ("cpu", "memory", "threads"):
+            raise ValueError(f"cannot order processes by {by!r}: use 'cpu', 'memory' or 'threads'")
+        interval = 0.5  # CPU use is sampled now, like top's, not ps's lifetime average
+        # Not check_output(): cat fails for processes that exit while it runs, which is fine.
+        result = self.run(system.TOP_COMMAND, f"{interval:.3f}")
+        try:
+            return system.parse_top_processes(result.stdout, cast("system.ProcessOrder", by), limit)
+        except ValueError as exc:
+            raise RuntimeError(result.describe_failure(self.name, str(exc))) from None
 
     def process_count(self) -> system.ProcessCount:
         """Return the number of processes and threads on the host."""
-        from runbook.plugins import system
-
-        return system.process_count(self)
+        # cat exits non-zero when a process ends while it runs; the rest is still good.
+        result = self.run("cat /proc/stat /proc/[0-9]*/stat")
+        try:
+            return system.parse_process_count(result.stdout)
+        except ValueError as exc:
+            raise RuntimeError(result.describe_failure(self.name, str(exc))) from None
 
     def uptime(self) -> float:
         """Return seconds since the host booted."""
-        from runbook.plugins import system
-
-        return float(system.uptime(self))
+        return system.parse_uptime(self.read_text("/proc/uptime"))
 
     def restart_service(self, service: str) -> CommandResult:
         """Restart a systemd unit (in actions: checks are refused it); raise if it fails."""
-        from runbook.plugins import system
-
-        result: CommandResult = system.restart_service(self, service)
+        result = self.run("systemctl restart %s", service)
+        evidence(f"systemctl restart {service}", result)
+        if not result.succeeded:
+            raise RuntimeError(f"restart of {service} failed: {result.stderr.strip()}")
         return result

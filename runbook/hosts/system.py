@@ -1,11 +1,9 @@
-"""System helpers behind ``Host``: CPU, load, processes, uptime and services.
+"""What the CPU, load, process, uptime and memory helpers of ``Host`` return, and parsers.
 
-Every helper runs ordinary read-only commands (``cat``, ``head``, ``ps``,
-``sleep``) through ``Host.run`` and parses what it printed, so the same code
-works on the local machine, over SSH and against a replayed cassette. The
-parsing lives in pure ``parse_*`` functions that take that text, so it can be
-tested without any host. Memory, storage and network helpers are plugins of
-their own (``memory``, ``storage``, ``network``).
+``host.cpu_times()``, ``host.top_processes()``, ``host.memory()`` and the others run
+ordinary read-only commands (``cat``, ``head``, ``ps``, ``sleep``) and hand what
+they printed to the pure ``parse_*`` functions here, so the parsing can be tested
+without any host. This module imports nothing that runs commands.
 """
 
 from __future__ import annotations
@@ -13,14 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 from typing import Literal
-
-from runbook import evidence
-
-if TYPE_CHECKING:
-    from runbook import CommandResult
-    from runbook import Host
 
 #: Longest command line kept in ``Process.args``; longer ones end with "...".
 ARGS_MAX_CHARS = 200
@@ -28,9 +19,9 @@ ARGS_MAX_CHARS = 200
 #: How ``top_processes`` can order processes.
 ProcessOrder = Literal["cpu", "memory", "threads"]
 
-# ps runs first so that every process line after it comes from /proc; the two
-# readings of /proc/stat mark where each sample starts.
-_TOP_COMMAND = (
+#: What ``Host.top_processes`` runs: ps first, so that every process line after it
+#: comes from /proc; the two readings of /proc/stat mark where each sample starts.
+TOP_COMMAND = (
     "ps -ww -e -o pid=,user:32=,pmem=,rss=,args=; "
     "cat /proc/stat /proc/[0-9]*/stat; sleep %s; cat /proc/stat /proc/[0-9]*/stat"
 )
@@ -321,69 +312,47 @@ def _order_key(process: Process, by: ProcessOrder) -> tuple[float, float, int]:
     return (-first[by], -second, process.pid)
 
 
-# Helpers: one command on the host each.
+# Memory: the figures of /proc/meminfo.
 
 
-def cpu_times(host: Host, interval: float = 0.5) -> CpuTimes:
-    """Sample /proc/stat twice, ``interval`` seconds apart, in one command."""
-    if interval <= 0:
-        raise ValueError("interval must be a positive number of seconds")
-    result = host.run("head -n 1 /proc/stat; sleep %s; head -n 1 /proc/stat", f"{interval:.3f}")
-    readings = parse_proc_stat(result.check_output(host.name))
-    if len(readings) != 2:
-        raise ValueError(f"expected two readings of /proc/stat, got {len(readings)}")
-    return CpuTimes.from_counters(*readings)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Memory:
+    """Memory and swap figures from /proc/meminfo, in KiB."""
+
+    total_kb: int
+    available_kb: int
+    #: total - available: memory that cannot be reclaimed without swapping.
+    used_kb: int
+    used_percent: float
+    swap_total_kb: int
+    swap_free_kb: int
+
+    @property
+    def swap_used_kb(self) -> int:
+        """Swap in use."""
+        return self.swap_total_kb - self.swap_free_kb
 
 
-def cpu_count(host: Host) -> int:
-    """Return the number of online CPUs (what glibc's ``_NPROCESSORS_ONLN`` reports)."""
-    return parse_cpu_list(host.read_text("/sys/devices/system/cpu/online"))
-
-
-def load_average(host: Host) -> LoadAverage:
-    """Return the load averages and task counts of /proc/loadavg."""
-    return parse_loadavg(host.read_text("/proc/loadavg"))
-
-
-def top_processes(
-    host: Host, by: ProcessOrder = "cpu", limit: int = 10, interval: float = 0.5
-) -> list[Process]:
-    """Return the ``limit`` processes using the most CPU, memory (RSS) or threads.
-
-    CPU use is measured now, over ``interval`` seconds, like ``top`` (not the
-    lifetime average that ``ps`` prints), whatever the order.
-    """
-    if by not in ("cpu", "memory", "threads"):
-        raise ValueError(f"cannot order processes by {by!r}: use 'cpu', 'memory' or 'threads'")
-    if interval <= 0:
-        raise ValueError("interval must be a positive number of seconds")
-    # Not check_output(): cat fails for processes that exit while it runs, which is fine.
-    result = host.run(_TOP_COMMAND, f"{interval:.3f}")
-    try:
-        return parse_top_processes(result.stdout, by, limit)
-    except ValueError as exc:
-        raise RuntimeError(result.describe_failure(host.name, str(exc))) from None
-
-
-def process_count(host: Host) -> ProcessCount:
-    """Return how many processes and threads exist, and how many threads run or block."""
-    # cat exits non-zero when a process ends while it runs; the rest is still good.
-    result = host.run("cat /proc/stat /proc/[0-9]*/stat")
-    try:
-        return parse_process_count(result.stdout)
-    except ValueError as exc:
-        raise RuntimeError(result.describe_failure(host.name, str(exc))) from None
-
-
-def uptime(host: Host) -> float:
-    """Return seconds since the host booted."""
-    return parse_uptime(host.read_text("/proc/uptime"))
-
-
-def restart_service(host: Host, service: str) -> CommandResult:
-    """Restart a systemd unit (an action's step), keep the result as evidence, raise on failure."""
-    result = host.run("systemctl restart %s", service)
-    evidence(f"systemctl restart {service}", result)
-    if not result.succeeded:
-        raise RuntimeError(f"restart of {service} failed: {result.stderr.strip()}")
-    return result
+def parse_meminfo(text: str) -> Memory:
+    """Parse /proc/meminfo; kernels before 3.14 lack MemAvailable, so estimate it."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        fields = rest.split()
+        if fields and fields[0].isdigit():
+            values[name.strip()] = int(fields[0])
+    if "MemTotal" not in values:
+        raise ValueError("no MemTotal in /proc/meminfo")
+    total = values["MemTotal"]
+    available = values.get("MemAvailable")
+    if available is None:
+        available = sum(values.get(name, 0) for name in ("MemFree", "Buffers", "Cached"))
+    used = total - available
+    return Memory(
+        total_kb=total,
+        available_kb=available,
+        used_kb=used,
+        used_percent=100.0 * used / total if total else 0.0,
+        swap_total_kb=values.get("SwapTotal", 0),
+        swap_free_kb=values.get("SwapFree", 0),
+    )
