@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from runbook.outcomes import UsageError
@@ -21,6 +23,38 @@ def write_private(path: Path, text: str) -> None:
         os.fchmod(descriptor, 0o600)  # also when the file existed with wider permissions
     with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
         stream.write(text)
+
+
+def claim_private(stem: Path, suffixes: Sequence[str]) -> Path:
+    """Create an empty private file ``stem + suffix`` for each suffix; return the stem used.
+
+    When one of them exists (another run started in the same second), the next of
+    ``stem-2``, ``stem-3``... is taken, so that no run overwrites another's files.
+    """
+    stem.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for number in itertools.count(1):
+        candidate = stem if number == 1 else stem.with_name(f"{stem.name}-{number}")
+        created: list[Path] = []
+        try:
+            for suffix in suffixes:
+                path = candidate.with_name(candidate.name + suffix)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                created.append(path)
+        except FileExistsError:
+            for path in created:
+                path.unlink()
+            continue
+        return candidate
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def release_claim(path: Path) -> None:
+    """Remove a file ``claim_private`` created, if nothing was written to it."""
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def check_writable(path: Path, option: str) -> Path:

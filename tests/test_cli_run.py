@@ -184,6 +184,28 @@ def test_default_report_files_are_timestamped_and_private(project):
     assert data["report"] == f"runbook-reports/{md.name}"
 
 
+def test_runs_in_the_same_second_keep_their_own_reports(project, monkeypatch):
+    monkeypatch.setattr("runbook.cli.run.file_stamp", lambda: "20261122T030001Z")
+    project.runbook("checkout_slow", MIXED)
+    first, second = (project.invoke("run", "checkout-slow") for _ in range(2))
+    assert first.exit_code == second.exit_code == 1
+    names = sorted(path.name for path in (project.root / "runbook-reports").iterdir())
+    stem = "20261122T030001Z-checkout-slow"
+    assert names == [f"{stem}-2.json", f"{stem}-2.md", f"{stem}.json", f"{stem}.md"]
+    assert f"report: runbook-reports/{stem}.md" in first.output
+    assert f"report: runbook-reports/{stem}-2.md" in second.output
+    data = json.loads((project.root / "runbook-reports" / f"{stem}-2.json").read_text())
+    assert data["report"] == f"runbook-reports/{stem}-2.md"
+
+
+def test_a_run_that_does_not_start_leaves_no_empty_report(project):
+    project.runbook("checkout_slow", MIXED)
+    result = project.invoke("run", "checkout-slow", "--param", "nonsense=1")
+    assert result.exit_code == 4
+    reports = project.root / "runbook-reports"
+    assert not reports.exists() or not list(reports.iterdir())
+
+
 def test_markdown_report_sections(project):
     project.runbook("checkout_slow", MIXED)
     project.run_json("checkout-slow")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
+from collections.abc import Iterator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +16,8 @@ import click
 from runbook.cli import CONFIG_KEY
 from runbook.cli import open_session
 from runbook.files import check_writable
+from runbook.files import claim_private
+from runbook.files import release_claim
 from runbook.outcomes import ExitCode
 from runbook.outcomes import UsageError
 from runbook.records import Confirm
@@ -257,17 +261,34 @@ def _cassette_fits(flag: str, runbooks: list[Runbook], changes: bool) -> None:
         raise UsageError(f"{flag} works with read-only runs: drop --execute and --dry-run")
 
 
-def _with_result_files(
+class _NothingSelected(Exception):
+    """``-k`` selected none of a runbook's checks: it does not run."""
+
+
+@contextlib.contextmanager
+def _result_files(
     session: Session, options: RunOptions, name: str, stamp: str, given: tuple[str | None, ...]
-) -> RunOptions:
-    """``options`` with the report and JSON paths of the run (or plan) called ``name``."""
-    default = session.config.report_dir / f"{stamp}-{name}"
+) -> Iterator[RunOptions]:
+    """``options`` with the report and JSON paths of the run (or plan) called ``name``.
+
+    Default paths are claimed at once, so two runs started in the same second get
+    different names; they are released again if the run does not start.
+    """
     report, json_path = given
-    return dataclasses.replace(
-        options,
-        report=report if report is not None else _display(default.with_suffix(".md")),
-        json=json_path if json_path is not None else _display(default.with_suffix(".json")),
-    )
+    missing = [suffix for suffix, path in ((".md", report), (".json", json_path)) if path is None]
+    claimed: list[Path] = []
+    if missing:
+        stem = claim_private(session.config.report_dir / f"{stamp}-{name}", missing)
+        claimed = [stem.with_name(stem.name + suffix) for suffix in missing]
+        defaults = dict(zip(missing, (_display(path) for path in claimed), strict=True))
+        report = report if report is not None else defaults[".md"]
+        json_path = json_path if json_path is not None else defaults[".json"]
+    try:
+        yield dataclasses.replace(options, report=report, json=json_path)
+    except BaseException:
+        for path in claimed:
+            release_claim(path)
+        raise
 
 
 def _check_result_files(options: RunOptions) -> None:
@@ -286,13 +307,16 @@ def _run_all(
     stamp = file_stamp()
     prepared = []
     for runbook in runbooks:
-        with_files = _with_result_files(session, options, runbook.name, stamp, given)
-        run = session.prepare(runbook, with_files)
-        _check_result_files(with_files)
-        if run.checks:
-            prepared.append(run)
-        else:
+        try:
+            with _result_files(session, options, runbook.name, stamp, given) as with_files:
+                run = session.prepare(runbook, with_files)
+                _check_result_files(with_files)
+                if not run.checks:
+                    raise _NothingSelected  # its result files are released
+        except _NothingSelected:
             click.echo(f"runbook {runbook.name}: no check selected", err=True)
+            continue
+        prepared.append(run)
     if not prepared:
         return ExitCode.NO_CHECKS
     codes = []
@@ -319,9 +343,9 @@ def _dry_run(
     stamp = file_stamp()
     codes = []
     for runbook in runbooks:
-        with_files = _with_result_files(session, options, f"{runbook.name}-plan", stamp, given)
-        plan = session.plan(session.prepare(runbook, with_files), yes=yes)
-        _check_result_files(with_files)
+        with _result_files(session, options, f"{runbook.name}-plan", stamp, given) as with_files:
+            plan = session.plan(session.prepare(runbook, with_files), yes=yes)
+            _check_result_files(with_files)
         for line in render_text(plan):
             click.echo(line, err=to_stderr)
         for label, path in write_plan(plan):
