@@ -277,8 +277,10 @@ def _result_files(
     report, json_path = given
     missing = [suffix for suffix, path in ((".md", report), (".json", json_path)) if path is None]
     claimed: list[Path] = []
+    folder = session.config.report_dir
+    new_folder = not folder.exists()
     if missing:
-        stem = claim_private(session.config.report_dir / f"{stamp}-{name}", missing)
+        stem = claim_private(folder / f"{stamp}-{name}", missing)
         claimed = [stem.with_name(stem.name + suffix) for suffix in missing]
         defaults = dict(zip(missing, (_display(path) for path in claimed), strict=True))
         report = report if report is not None else defaults[".md"]
@@ -288,6 +290,9 @@ def _result_files(
     except BaseException:
         for path in claimed:
             release_claim(path)
+        if new_folder:
+            with contextlib.suppress(OSError):  # not empty: another run's files
+                folder.rmdir()
         raise
 
 
