@@ -8,7 +8,13 @@ that reads one the operator did not supply is skipped, naming the parameter.
 
 from __future__ import annotations
 
+import ast
 import difflib
+import functools
+import inspect
+import re
+import textwrap
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -51,6 +57,41 @@ def shown_default(default: Any) -> str:
 def needs_message(key: str) -> str:
     """Return the reason a check that reads the unsupplied parameter ``key`` is skipped."""
     return f"needs --param {key}={key.upper()}"
+
+
+@functools.cache
+def params_read(func: Callable[..., Any]) -> frozenset[str]:
+    """The parameters ``func`` reads as ``params.NAME``, from its source (none without one)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError):
+        return frozenset()
+    return frozenset(
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "params"
+    )
+
+
+def fill_in(text: str, params: Params) -> str:
+    """``text`` with each ````name```` of a parameter replaced by its value in this run.
+
+    Secret values stay masked; a must-supply parameter not given reads ``<name: not given>``.
+    """
+    shown = params.redacted()
+
+    def value(match: re.Match[str]) -> str:
+        key = match[1]
+        if key not in shown:
+            return match[0]
+        return f"<{key}: not given>" if shown[key] is None else str(shown[key])
+
+    return _QUOTED_NAME.sub(value, text)
+
+
+_QUOTED_NAME = re.compile(r"``([A-Za-z_][A-Za-z0-9_]*)``")
 
 
 def coerce(key: str, raw: str, default: Any) -> Any:

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from runbook.results import Mode
 
 #: Asked before an action runs in execute mode: returns (go ahead?, reason if not).
-Confirm = Callable[["ActionItem", str, "Sequence[HypothesisResult]"], tuple[bool, str]]
+#: Asks the operator: (action, host, hypotheses as judged there, the action's description
+#: with this run's parameter values) -> (go, the reason when not).
+Confirm = Callable[["ActionItem", str, "Sequence[HypothesisResult]", str], tuple[bool, str]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

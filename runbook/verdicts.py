@@ -56,10 +56,31 @@ def judge(
         status = status_across_hosts(per_host.values())
         judged.append(
             HypothesisResult(
-                item.id, item.statement, status, per_host, _evidence(status, tested, hosts)
+                item.id,
+                item.statement,
+                status,
+                per_host,
+                _evidence(status, tested, hosts) + _unsettled(status, per_host, tested),
             )
         )
     return tuple(judged)
+
+
+def _unsettled(
+    status: Status, per_host: dict[str, Status], tested: list[CheckResult]
+) -> tuple[str, ...]:
+    """Why a mix of hosts is inconclusive: where it was ruled out, where untested and why."""
+    if status != "inconclusive" or len(per_host) < 2:
+        return ()
+    lines = []
+    for host, on_host in per_host.items():
+        if on_host == "ruled_out":
+            lines.append(f"{host}: ruled out")
+        elif on_host == "untested":
+            skipped = [r.message for r in tested if r.host == host and r.message]
+            why = skipped[0] if skipped else "no check ran there"
+            lines.append(f"{host}: untested ({why})")
+    return tuple(lines)
 
 
 def _evidence(status: Status, tested: list[CheckResult], hosts: Sequence[str]) -> tuple[str, ...]:

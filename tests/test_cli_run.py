@@ -634,6 +634,13 @@ def test_a_run_that_tested_nothing_exits_5_and_says_so(project):
     assert "nothing was tested" in (project.root / "not-here.md").read_text()
 
 
+def test_quiet_runs_still_show_warnings(project):
+    project.runbook("not_here", NOT_HERE)
+    result, _ = project.run_json("not-here", "-q")
+    assert result.exit_code == 5
+    assert "warning: nothing was tested" in result.output
+
+
 def test_an_empty_host_list_is_a_usage_error(project):
     project.runbook("not_here", NOT_HERE)
     for hosts in ("", " , "):

@@ -136,3 +136,31 @@ def test_confirmation_on_a_terminal_shows_evidence_and_docstring(project):
     code, output = _converse(argv, project.root, b"y")
     assert not flag.exists()
     assert "verified: stuck now ruled out" in output
+
+
+def test_the_prompt_shows_the_runs_values_and_quiet_still_shows_the_decline(project):
+    project.runbook(
+        "restart",
+        '''
+        """Restart."""
+        from runbook import action, check, hypothesis
+
+        PARAMS = {"service": "worker", "token": "s3cr3t-t0ken-value"}
+        stuck = hypothesis("stuck", "The worker is stuck")
+
+        @check(tests=stuck)
+        def worker_moves(host):
+            assert False, "no progress for 10 minutes"
+
+        @action(mitigates=stuck)
+        def restart(host, params):
+            """Restart ``service`` with ``token``; ``nothing`` is no parameter."""
+        ''',
+    )
+    argv = [sys.executable, "-m", "runbook", "run", "restart", "--execute", "-q"]
+    argv += ["--param", "service=checkout-7"]
+    code, output = _converse(argv, project.root, b"n")
+    assert "Restart checkout-7 with ***; ``nothing`` is no parameter." in output
+    assert "s3cr3t" not in output
+    assert "action restart on local: DECLINED: declined by the operator" in output
+    assert code == 1

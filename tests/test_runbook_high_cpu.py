@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -74,6 +75,24 @@ def test_a_cpu_hog_is_ruled_in_as_a_runaway_process(tmp_path, cpu_hog):
     assert actions["renice_runaway_process"]["status"] == "planned"
     assert actions["restart_service"]["status"] == "planned"
     assert not [command for command in result["commands"] if command["blocked"]]
+
+
+def test_the_report_of_a_cpu_hog_reads_first_things_first_in_100_columns(tmp_path, cpu_hog):
+    _, result, report = run_high_cpu(tmp_path)
+    summary = report.split("\n## ")[0]  # everything before the first section
+    assert max(len(line) for line in summary.splitlines()) <= 100, summary
+    assert f"| local ({socket.gethostname()}, ok)" in summary  # the machine, not just "local"
+    first = next(line for line in summary.splitlines() if line.startswith("- **"))
+    assert first.startswith("- **runaway-process** is ruled in: ")
+    assert f"(pid {cpu_hog.pid})" in summary
+    # restart_service needs a service the operator did not name: say so, do not propose it bare.
+    assert "restart_service (needs --param service=SERVICE)" in summary
+    assert "service=(not given)" in summary
+    restart = by_id(result["actions"])["restart_service"]
+    assert "needs --param service=SERVICE" in restart["message"]
+    assert "needs --param" not in by_id(result["actions"])["renice_runaway_process"]["message"]
+    next_steps = report.split("## Next steps")[1]
+    assert "restart_service (needs --param service=SERVICE)" in next_steps
 
 
 def test_a_quiet_machine_rules_the_runaway_process_out(tmp_path):

@@ -162,7 +162,7 @@ def test_judge_every_hypothesis_in_order_from_the_checks_that_test_it():
     assert swap.evidence == ()
     assert runaway.evidence == ("web1: top_ok passed", "web2: top_ok passed")
     assert steal.hosts == {"web1": "inconclusive", "web2": "ruled_out"}
-    assert steal.evidence == ("web1: RuntimeError: boom",)
+    assert steal.evidence == ("web1: RuntimeError: boom", "web2: ruled out")
 
 
 def test_a_host_without_results_is_untested_there():
@@ -170,6 +170,20 @@ def test_a_host_without_results_is_untested_there():
     (judged,) = judge([RUNAWAY], ["web1", "unreachable"], results)
     assert judged.hosts == {"web1": "ruled_out", "unreachable": "untested"}
     assert judged.status == "inconclusive"
+    assert judged.evidence == ("web1: ruled out", "unreachable: untested (no check ran there)")
+
+
+def test_an_inconclusive_mix_of_hosts_says_why_each_went_untested():
+    results = [
+        result("rule_out", "top_ok", "web1", ("runaway-process",)),
+        dataclasses.replace(
+            result("skipped", "top_ok", "web2", ("runaway-process",)),
+            message="needs --param port=PORT",
+        ),
+    ]
+    (judged,) = judge([RUNAWAY], ["web1", "web2"], results)
+    assert judged.status == "inconclusive"
+    assert judged.evidence == ("web1: ruled out", "web2: untested (needs --param port=PORT)")
 
 
 def test_symptom_checks_carry_no_verdict():

@@ -83,13 +83,13 @@ def _display(path: Path) -> str:
 
 def _confirmer(yes: bool) -> Confirm:
     def confirm(
-        action: ActionItem, host: str, judged: Sequence[HypothesisResult]
+        action: ActionItem, host: str, judged: Sequence[HypothesisResult], described: str
     ) -> tuple[bool, str]:
         if yes:
             return True, ""
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             return False, "no terminal to confirm on; pass --yes to run actions unattended"
-        click.echo(f"\nAction {action.id} on {host}: {action.doc or '(no description)'}")
+        click.echo(f"\nAction {action.id} on {host}: {described}")
         for item in judged:
             if item.status == "ruled_in":
                 click.echo(f"  {item.id} ruled in: {'; '.join(item.evidence)}")

@@ -26,6 +26,9 @@ from runbook.model import ActionItem
 from runbook.model import CheckItem
 from runbook.model import Runbook
 from runbook.outcomes import HostUnavailable
+from runbook.params import fill_in
+from runbook.params import needs_message
+from runbook.params import params_read
 from runbook.results import ActionResult
 from runbook.results import ActionStatus
 from runbook.results import CheckResult
@@ -367,8 +370,10 @@ class HostRun:
             reason = "no hypothesis it mitigates was ruled in"
             result = ActionResult(item.id, self.name, mitigates, "not_needed", reason, now)
         elif not may_act:
+            missing = [key for key in self.run.params.unset if key in params_read(item.func)]
+            needs = "".join(f"; {needs_message(key)}" for key in missing)
             reason = (
-                f"read-only mode: would run because {', '.join(ruled_in)} was ruled in; "
+                f"read-only mode: would run because {', '.join(ruled_in)} was ruled in{needs}; "
                 "pass --execute to run it"
             )
             result = ActionResult(item.id, self.name, mitigates, "planned", reason, now)
@@ -385,8 +390,9 @@ class HostRun:
         if confirm is None:
             return False, "no prompt"
         judged = judge(self.run.runbook.hypotheses, [self.name], self.checks)
+        described = fill_in(item.doc or "(no description)", self.run.params)
         with _confirm_lock:
-            return confirm(item, self.name, judged)
+            return confirm(item, self.name, judged, described)
 
     def _execute_action(self, item: ActionItem, mitigates: tuple[str, ...]) -> ActionResult:
         now = time.time()

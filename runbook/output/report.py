@@ -7,10 +7,13 @@ RESULT.json`` re-renders exactly what a run would have written.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
+from urllib.parse import urlsplit
 
 from runbook.files import write_private
 from runbook.markers import hookimpl
@@ -55,16 +58,19 @@ def _context(data: dict[str, Any]) -> dict[str, Any]:
         ["severity", _severity(data)],
         ["mode", _mode(data)],
         ["operator", data.get("operator")],
-        ["targets", ", ".join(f"{h['name']} ({h['status']})" for h in data.get("hosts", []))],
+        ["targets", _targets(data.get("hosts", []))],
         ["started", data.get("started_at")],
         ["finished", data.get("finished_at")],
         ["duration", _seconds(data.get("duration_s"))],
         ["exit status", data.get("exit_code")],
     ]
-    if data.get("params"):
-        params = ", ".join(f"{k}={v}" for k, v in data["params"].items())
-        summary.append(["parameters", params])
+    params = ", ".join(
+        f"{key}={'(not given)' if value is None else value}"
+        for key, value in data.get("params", {}).items()
+    )
     return {
+        "parameters": _wrap(f"Parameters: {params}") if params else "",
+        "findings": _findings(hypotheses, actions, several),
         "runbook": runbook,
         "interrupted": data.get("interrupted", False),
         "summary": summary,
@@ -112,8 +118,64 @@ def _context(data: dict[str, Any]) -> dict[str, Any]:
         "extensions": data.get("read_only_extensions", []),
         "warnings": data.get("warnings", []),
         "ruled_in": [h["id"] for h in hypotheses if h["status"] == "ruled_in"],
-        "planned": [a["id"] for a in actions if a["status"] == "planned"],
+        "planned": _planned(actions),
     }
+
+
+_NEEDS = re.compile(r"needs --param [^\s;]+")
+
+#: Width the report's own lines keep to (its summary, findings and parameters).
+LINE_WIDTH = 100
+
+
+def _wrap(text: str, indent: str = "") -> str:
+    return textwrap.fill(
+        text, LINE_WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )
+
+
+def _targets(hosts: list[dict[str, Any]]) -> str:
+    """Each target with the machine it is (``local`` is this machine: say which) and status."""
+    shown = []
+    for host in hosts:
+        machine = urlsplit(host.get("uri") or "").hostname
+        where = f"{machine}, " if machine and machine != host["name"] else ""
+        shown.append(f"{host['name']} ({where}{host['status']})")
+    text = ", ".join(shown)
+    if len(text) <= LINE_WIDTH - 16:
+        return text
+    failed = [f"{host['name']} ({host['status']})" for host in hosts if host["status"] != "ok"]
+    text = f"{len(hosts)} targets, {len(hosts) - len(failed)} ok"
+    if failed:
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        text += f"; not ok: {', '.join(failed[:3])}{more}"
+    return text
+
+
+def _findings(
+    hypotheses: list[dict[str, Any]], actions: list[dict[str, Any]], several: bool
+) -> list[str]:
+    """First things first: what is wrong, where, the evidence, and what to do."""
+    lines = []
+    for item in hypotheses:
+        if item["status"] == "ruled_in":
+            where = f" ({_hosts(item, several)})" if several else ""
+            evidence = "; ".join(item.get("evidence", [])) or "no message"
+            lines.append(f"**{item['id']}** is ruled in{where}: {evidence}")
+    planned = _planned(actions)
+    if planned:
+        lines.append(f"**To do**: {', '.join(planned)} (planned; `--execute` runs them)")
+    return [_wrap(f"- {line}", "  ") for line in lines]
+
+
+def _planned(actions: list[dict[str, Any]]) -> list[str]:
+    """Each planned action once, with the parameters it still needs from the operator."""
+    shown: dict[str, str] = {}
+    for action in actions:
+        if action["status"] == "planned":
+            needs = _NEEDS.findall(action.get("message") or "")
+            shown[action["id"]] = action["id"] + (f" ({'; '.join(needs)})" if needs else "")
+    return list(shown.values())
 
 
 def _severity(data: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -121,8 +122,8 @@ class TerminalReporter:
     @hookimpl
     def runbook_action_finished(self, result: ActionResult) -> None:
         """Print one line per action with its status and the reason."""
-        if self.verbosity < 0 and result.status not in ("executed", "failed"):
-            return
+        if self.verbosity < 0 and result.status not in ("executed", "failed", "declined"):
+            return  # -q keeps what changed, failed or was refused by the operator
         status = ACTION_WORDS[result.status].upper()
         self.write(f"  action {result.action} on {result.host}: {status}: {result.message}")
 
@@ -132,13 +133,9 @@ class TerminalReporter:
         if result.interrupted:
             self.write("interrupted: writing a partial report", fg="yellow", bold=True)
         if result.hypotheses:
-            rows = [
-                [h.id, self._status(h.status), "; ".join(h.evidence)[:100]]
-                for h in result.hypotheses
-            ]
             self.write()
-            self.write(tabulate(rows, headers=["hypothesis", "status", "evidence"]))
-        for warning in result.warnings if self.verbosity >= 0 else ():
+            self.write(self._hypotheses_table(result))
+        for warning in result.warnings:  # -q too: a lost status update must not go unseen
             self.write(f"warning: {warning}", fg="yellow")
         self.write()
         if result.report and result.report != "-":
@@ -146,6 +143,16 @@ class TerminalReporter:
         if result.json and result.json != "-":
             self.write(f"json:   {result.json}")
         self.write(self._verdict_line(result), bold=True)
+
+    def _hypotheses_table(self, result: RunResult) -> str:
+        """The hypotheses, their status and evidence, cut to fit the terminal's width."""
+        id_width = max(len("hypothesis"), *(len(h.id) for h in result.hypotheses))
+        room = max(shutil.get_terminal_size().columns - id_width - len("inconclusive") - 4, 30)
+        rows = [
+            [h.id, self._status(h.status), _shorten("; ".join(h.evidence), room)]
+            for h in result.hypotheses
+        ]
+        return str(tabulate(rows, headers=["hypothesis", "status", "evidence"]))
 
     def _status(self, status: str) -> str:
         word = STATUS_WORDS[status]
@@ -165,6 +172,10 @@ class TerminalReporter:
             f"hypotheses: {hypotheses} · checks: {checks} · "
             f"exit {result.exit_code} in {seconds:.2f}s"
         )
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
 @hookimpl
