@@ -102,7 +102,7 @@ class Run:
             runbook.name,
             mode,
             options.incident,
-            options.severity or runbook.severity,
+            options.severity,  # the runbook's is decided from the findings, after the checks
             options.operator or default_operator(),
             time.time(),
             options.replay,
