@@ -128,6 +128,17 @@ def test_a_quiet_database_rules_everything_out(project, quiet, pg, private_audit
     assert data["params"]["pg_dsn"] == "***"
 
 
+def test_a_command_line_run_imports_its_postgres_driver_inside_a_check(project, quiet):
+    # A fresh interpreter, unlike the in-process runs here (pytest already loaded psycopg):
+    # the driver is first imported by a check, under the read-only guard.
+    argv = [arg for key, value in quiet.items() for arg in ("--param", f"{key}={value}")]
+    done = project.run("run", "database-slow", "--json", "result.json", *argv)
+    data = json.loads((project.root / "result.json").read_text())
+    outcomes = {check["id"]: (check["outcome"], check["message"]) for check in data["checks"]}
+    assert {outcome for outcome, _ in outcomes.values()} == {"passed"}, outcomes
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_a_long_running_query_is_ruled_in_naming_its_pid(project, quiet, long_query):
     result, data = run_database_slow(project, {**quiet, "long_query_seconds": "1"})
     hypotheses = assert_only_ruled_in(data, {"long-running-queries"})
