@@ -73,7 +73,7 @@ def _most(counter: Counter[str], many: int = 1) -> str:
 
 
 @check
-def connections_are_accepted(host: Host, params: Any) -> None:
+def connections_are_accepted(host: Host, params: Any) -> str:
     """Symptom: fail when a listener's accept queue is full or the system is out of files."""
     listeners = host.listening_ports()
     full = [row for row in listeners if row.is_queue_full]
@@ -101,10 +101,20 @@ def connections_are_accepted(host: Host, params: Any) -> None:
     assert int(allocated) < params.fd_percent / 100 * int(maximum), (
         f"{allocated} of {maximum} system-wide file handles are allocated"
     )
+    handles = f"{allocated} of {maximum} file handles, limit {params.fd_percent:g}%"
+    if not listeners:
+        return f"no TCP listener; {handles}"
+    fullest = max(listeners, key=lambda row: row.queued / max(row.backlog, 1))
+    if not fullest.queued:
+        return f"no connection waits in the accept queues of {len(listeners)} listeners; {handles}"
+    return (
+        f"fullest accept queue {fullest.queued}/{fullest.backlog} on "
+        f"{fullest.address}:{fullest.port}; {handles}"
+    )
 
 
 @check(tests=connections)
-def tcp_connections_within_limits(host: Host, params: Any) -> None:
+def tcp_connections_within_limits(host: Host, params: Any) -> str:
     """Rule ``too-many-connections`` out when TCP and TIME-WAIT sockets stay under thresholds."""
     sockets = [row for row in host.tcp_connections() if row.state != "LISTEN"]
     states = Counter(row.state for row in sockets)
@@ -136,6 +146,10 @@ def tcp_connections_within_limits(host: Host, params: Any) -> None:
             f"ports), most to {_most(waits, 3)}"
         )
     assert not problems, "; ".join(problems)
+    return (
+        f"{len(sockets)} TCP connections, threshold {params.connections_threshold}; "
+        f"{len(waiting)} in TIME-WAIT, threshold {wait_limit}"
+    )
 
 
 def _ephemeral_ports(host: Host) -> int:
@@ -145,7 +159,7 @@ def _ephemeral_ports(host: Host) -> int:
 
 
 @check(tests=fd_limit)
-def processes_below_open_files_limit(net: NetworkHelpers, params: Any) -> None:
+def processes_below_open_files_limit(net: NetworkHelpers, params: Any) -> str:
     """Rule ``fd-limit`` out when every process uses under ``fd_percent`` of its soft limit."""
     scan = net.open_files_scan()
     usage = [row for row in scan.processes if row.soft_limit]
@@ -183,6 +197,13 @@ def processes_below_open_files_limit(net: NetworkHelpers, params: Any) -> None:
             f"{many} process{'es' if many > 1 else ''} could not be read "
             f"({', '.join(unreadable[:3])}{', ...' if many > 3 else ''}); run as root to see them"
         )
+    if not usage:
+        return f"none of {len(scan.processes)} processes has an open-files limit"
+    closest = usage[0]
+    return (
+        f"{closest.count} of {closest.soft_limit} open files in {closest.command or '?'} "
+        f"(pid {closest.pid}), the closest to its limit; threshold {params.fd_percent:g}%"
+    )
 
 
 _PG_CLIENTS = (
@@ -202,7 +223,7 @@ def _pg_top(rows: list[dict[str, Any]], key: str, limit: int) -> Counter[str]:
 
 
 @check(tests=pg_max_connections)
-def postgres_below_max_connections(postgres: PostgresClient, params: Any) -> None:
+def postgres_below_max_connections(postgres: PostgresClient, params: Any) -> str:
     """Rule ``postgres-max-connections`` in at ``pg_connections_percent`` of the free slots.
 
     The slots are ``max_connections`` minus ``superuser_reserved_connections``: the
@@ -251,6 +272,10 @@ def postgres_below_max_connections(postgres: PostgresClient, params: Any) -> Non
             f" for superusers): {states}; top application {_most(tops['application'])},"
             f" user {_most(tops['user'])}, client {_most(tops['client'])}"
         )
+    return (
+        f"{usage.total} of {usable} connection slots in use on {postgres.where}"
+        f" ({percent:.0f}%), threshold {params.pg_connections_percent:g}%"
+    )
 
 
 @action(mitigates=[connections, fd_limit])

@@ -61,7 +61,7 @@ def _require(postgres: PostgresClient) -> None:
 
 
 @check
-def database_answers_quickly(postgres: PostgresClient, params: Any) -> None:
+def database_answers_quickly(postgres: PostgresClient, params: Any) -> str:
     """Symptom: fail when ``SELECT 1`` takes longer than ``max_latency_ms`` (best of three)."""
     _require(postgres)
     postgres.query("SELECT 1")  # connect first: the latency is that of a query
@@ -80,10 +80,14 @@ def database_answers_quickly(postgres: PostgresClient, params: Any) -> None:
         f"SELECT 1 took {latency:.0f} ms on {postgres.where}"
         f" (threshold {params.max_latency_ms:g} ms)"
     )
+    return (
+        f"SELECT 1 took {latency:.1f} ms on {postgres.where},"
+        f" threshold {params.max_latency_ms:g} ms"
+    )
 
 
 @check(tests=long_queries)
-def no_long_running_queries(postgres: PostgresClient, params: Any) -> None:
+def no_long_running_queries(postgres: PostgresClient, params: Any) -> str:
     """Rule ``long-running-queries`` out when no statement runs ``long_query_seconds`` or more."""
     _require(postgres)
     rows = postgres.long_running_queries(params.long_query_seconds)
@@ -92,10 +96,11 @@ def no_long_running_queries(postgres: PostgresClient, params: Any) -> None:
         f"pid {row['pid']} has run {row['duration_s']:g}s ({row['state']}): {row['query']}"
         for row in rows[:5]
     )
+    return f"no statement has run {params.long_query_seconds:g}s or more on {postgres.where}"
 
 
 @check(tests=lock_waits)
-def no_lock_waits(postgres: PostgresClient, params: Any) -> None:
+def no_lock_waits(postgres: PostgresClient, params: Any) -> str:
     """Rule ``lock-waits`` out when no session waits ``lock_wait_seconds`` on another's lock."""
     _require(postgres)
     waits = postgres.lock_waits()
@@ -107,10 +112,20 @@ def no_lock_waits(postgres: PostgresClient, params: Any) -> None:
         f" ({row['blocking_state']}: {row['blocking_query']})"
         for row in long_waits[:5]
     )
+    threshold = f"threshold {params.lock_wait_seconds:g}s"
+    if not waits:
+        return f"no session waits on a lock on {postgres.where}, {threshold}"
+    longest = max(waits, key=lambda row: row["waiting_s"])
+    sessions = len({row["waiting_pid"] for row in waits})
+    many = "s wait" if sessions > 1 else " waits"
+    return (
+        f"{sessions} session{many} on a lock, longest pid {longest['waiting_pid']} for "
+        f"{longest['waiting_s']:g}s (blocked by pid {longest['blocking_pid']}), {threshold}"
+    )
 
 
 @check(tests=saturation)
-def connections_below_limit(postgres: PostgresClient, params: Any) -> None:
+def connections_below_limit(postgres: PostgresClient, params: Any) -> str:
     """Rule ``connection-saturation`` out below ``connections_percent`` of max_connections."""
     _require(postgres)
     usage = postgres.connections()
@@ -123,10 +138,14 @@ def connections_below_limit(postgres: PostgresClient, params: Any) -> None:
         f" ({usage.percent:.0f}%, threshold {params.connections_percent:g}%;"
         f" {usage.reserved} reserved for superusers)"
     )
+    return (
+        f"{usage.total} of {usage.max_connections} connections in use on {postgres.where}"
+        f" ({usage.percent:.0f}%), threshold {params.connections_percent:g}%"
+    )
 
 
 @check(tests=cache_misses)
-def cache_hit_ratio_is_high(postgres: PostgresClient, params: Any) -> None:
+def cache_hit_ratio_is_high(postgres: PostgresClient, params: Any) -> str:
     """Rule ``low-cache-hit-ratio`` out when the database's hit ratio is at least the minimum."""
     _require(postgres)
     ratio, blocks = postgres.cache_hit_ratio()
@@ -137,6 +156,10 @@ def cache_hit_ratio_is_high(postgres: PostgresClient, params: Any) -> None:
     assert ratio >= params.cache_hit_ratio_min, (
         f"cache hit ratio {ratio:.3f} on {postgres.where} over {blocks} block accesses"
         f" (minimum {params.cache_hit_ratio_min:g})"
+    )
+    return (
+        f"cache hit ratio {ratio:.3f} on {postgres.where} over {blocks} block accesses,"
+        f" minimum {params.cache_hit_ratio_min:g}"
     )
 
 

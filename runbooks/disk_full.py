@@ -67,6 +67,11 @@ def _mib(size: float) -> str:
     return f"{size / MIB:.1f} MiB"
 
 
+def _size(size: float) -> str:
+    """Return ``size`` bytes in GiB from 1 GiB up, else in MiB."""
+    return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else _mib(size)
+
+
 def _share(size: float, usage: DiskUsage) -> str:
     return f"{100 * size / max(usage.total_kb * 1024, 1):.0f}% of {usage.mount}"
 
@@ -87,7 +92,7 @@ def _could_hide(usage: DiskUsage, floor: int) -> bool:
 
 
 @check
-def filesystem_has_room(host: Host, params: Any) -> None:
+def filesystem_has_room(host: Host, params: Any) -> str:
     """Symptom: fail when the filesystem holding ``path`` is short of blocks or inodes."""
     usage = host.disk_usage(params.path)
     nodes = host.inode_usage(params.path)
@@ -99,10 +104,14 @@ def filesystem_has_room(host: Host, params: Any) -> None:
         f"{usage.mount} ({usage.filesystem}) is {usage.used_percent:.0f}% full and "
         f"{nodes.used_percent:.0f}% of its inodes are used"
     )
+    return (
+        f"{usage.mount} {usage.used_percent:.0f}% full (threshold {params.used_percent:.0f}%), "
+        f"{nodes.used_percent:.0f}% of inodes used (threshold {params.inodes_percent:.0f}%)"
+    )
 
 
 @check(tests=full)
-def filesystem_not_almost_full(host: Host, params: Any) -> None:
+def filesystem_not_almost_full(host: Host, params: Any) -> str:
     """Rule ``filesystem-full`` out when less than ``used_percent`` of the blocks are used."""
     usage = host.disk_usage(params.path)
     evidence("Filesystem (KiB)", [usage])
@@ -111,23 +120,31 @@ def filesystem_not_almost_full(host: Host, params: Any) -> None:
         f"(threshold {params.used_percent:.0f}%): {usage.available_kb} KiB free "
         f"of {usage.total_kb} KiB"
     )
+    return (
+        f"{usage.mount} {usage.used_percent:.0f}% full ({_size(usage.used_kb * 1024)} of "
+        f"{_size(usage.total_kb * 1024)}), threshold {params.used_percent:.0f}%"
+    )
 
 
 @check(tests=inodes)
-def inodes_not_exhausted(host: Host, params: Any) -> None:
+def inodes_not_exhausted(host: Host, params: Any) -> str:
     """Rule ``inodes-exhausted`` out when less than ``inodes_percent`` of the inodes are used."""
     nodes = host.inode_usage(params.path)
     evidence("Inodes", [nodes])
     if nodes.total == 0:
-        return  # no fixed inode table (btrfs...): it cannot run out
+        return f"{nodes.mount} ({nodes.filesystem}) has no fixed inode table: it cannot run out"
     assert nodes.used_percent < params.inodes_percent, (
         f"{nodes.mount} ({nodes.filesystem}) uses {nodes.used_percent:.0f}% of its inodes "
         f"(threshold {params.inodes_percent:.0f}%): {nodes.free} free of {nodes.total}"
     )
+    return (
+        f"{nodes.mount} uses {nodes.used_percent:.0f}% of its inodes ({nodes.used} of "
+        f"{nodes.total}), threshold {params.inodes_percent:.0f}%"
+    )
 
 
 @check(tests=huge)
-def no_huge_files(host: Host, disk: Disk, params: Any) -> None:
+def no_huge_files(host: Host, disk: Disk, params: Any) -> str:
     """Rule ``huge-files`` out when no file takes ``huge_file_mb`` and ``huge_file_percent``."""
     usage = host.disk_usage(params.path)
     floor = _floor(usage, params.huge_file_mb, params.huge_file_percent)
@@ -150,10 +167,16 @@ def no_huge_files(host: Host, disk: Disk, params: Any) -> None:
             f"no file of {_mib(floor)} or more found, but {len(scan.unreadable)} folder(s) "
             f"could not be read (first: {scan.unreadable[0]}); run as root to see them"
         )
+    unseen = (
+        f"; {len(scan.unreadable)} unreadable folder(s) could not hold one"
+        if scan.unreadable
+        else ""
+    )
+    return f"no file on {usage.mount} takes {_size(floor)} (the threshold) or more{unseen}"
 
 
 @check(tests=deleted)
-def no_deleted_files_held_open(host: Host, disk: Disk, params: Any) -> None:
+def no_deleted_files_held_open(host: Host, disk: Disk, params: Any) -> str:
     """Rule ``deleted-but-open`` out when deleted open files hold under ``deleted_open_mb``.
 
     Enough space held by the processes that could be read decides it, whatever the
@@ -190,6 +213,18 @@ def no_deleted_files_held_open(host: Host, disk: Disk, params: Any) -> None:
             f"({', '.join(scan.unreadable[:3])}{', ...' if count > 3 else ''}); "
             "run as root to see them"
         )
+    holders = len({file.pid for file in scan.files})
+    by = f" by {holders} process{'es' if holders > 1 else ''}" if holders else ""
+    unread = len(scan.unreadable)
+    unseen = (
+        f"; {unread} unreadable process{'es' if unread > 1 else ''} could not hold that much"
+        if unread
+        else ""
+    )
+    return (
+        f"deleted files still open hold {_mib(held)} on {usage.mount}{by}, "
+        f"threshold {_size(floor)}{unseen}"
+    )
 
 
 @action(mitigates=[huge, full])

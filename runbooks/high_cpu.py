@@ -54,7 +54,7 @@ steal = hypothesis("cpu-steal", "The hypervisor is taking CPU time from this mac
 
 
 @check
-def cpu_below_threshold(host: Host, params: Any) -> None:
+def cpu_below_threshold(host: Host, params: Any) -> str:
     """Symptom: fail when the CPUs are busy above ``cpu_threshold`` percent of their time."""
     times = host.cpu_times(params.sample_seconds)
     load = host.load_average()
@@ -65,10 +65,14 @@ def cpu_below_threshold(host: Host, params: Any) -> None:
         f"CPUs are {times.busy:.0f}% busy (threshold {params.cpu_threshold:.0f}%); "
         f"load {load.one:.2f} on {cpus} CPUs"
     )
+    return (
+        f"CPUs {times.busy:.0f}% busy, threshold {params.cpu_threshold:.0f}%; "
+        f"load {load.one:.2f} on {cpus} CPUs"
+    )
 
 
 @check(tests=runaway)
-def no_process_dominates(host: Host, params: Any) -> None:
+def no_process_dominates(host: Host, params: Any) -> str:
     """Rule ``runaway-process`` out when no process uses ``process_cpu_percent`` of a CPU."""
     top = host.top_processes(by="cpu", limit=10)
     evidence("Top processes by CPU (percent of one CPU, sampled now)", top)
@@ -76,10 +80,18 @@ def no_process_dominates(host: Host, params: Any) -> None:
     assert not culprits, "; ".join(
         f"{p.command} (pid {p.pid}) uses {p.cpu_percent:.0f}% CPU" for p in culprits
     )
+    limit = f"limit {params.process_cpu_percent:.0f}%"
+    if not top:
+        return f"no process listed, {limit}"
+    busiest = top[0]
+    return (
+        f"busiest process {busiest.command} (pid {busiest.pid}) "
+        f"{busiest.cpu_percent:.0f}% CPU, {limit}"
+    )
 
 
 @check(tests=crowded)
-def run_queue_is_short(host: Host, params: Any) -> None:
+def run_queue_is_short(host: Host, params: Any) -> str:
     """Rule out a crowd: runnable threads stay below ``max_runnable_per_cpu`` per CPU."""
     count = host.process_count()
     load = host.load_average()
@@ -90,7 +102,10 @@ def run_queue_is_short(host: Host, params: Any) -> None:
     evidence("Load average", [{"cpus": cpus, **dataclasses.asdict(load)}])
     limit = params.max_runnable_per_cpu * cpus
     if runnable <= limit:
-        return
+        return (
+            f"{runnable} threads runnable on {cpus} CPUs ({runnable / cpus:.1f} per CPU), "
+            f"limit {params.max_runnable_per_cpu:g} per CPU; load {load.one:.2f}"
+        )
     running = [p for p in host.top_processes(by="cpu", limit=100_000) if p.state == "R"]
     evidence("Runnable processes (state R, busiest first)", running[:20])
     names = ", ".join(f"{p.command} (pid {p.pid})" for p in running[:5]) or "threads only"
@@ -101,12 +116,12 @@ def run_queue_is_short(host: Host, params: Any) -> None:
 
 
 @check(tests=crowded)
-def thread_count_is_sane(host: Host, params: Any) -> None:
+def thread_count_is_sane(host: Host, params: Any) -> str:
     """Rule out a crowd: the host runs fewer than ``max_threads`` threads."""
     count = host.process_count()
     evidence("Processes and threads", [count])
     if count.threads <= params.max_threads:
-        return
+        return f"{count.threads} threads in {count.processes} processes, limit {params.max_threads}"
     top = host.top_processes(by="threads", limit=10)
     evidence("Processes with the most threads", top)
     most = top[0]
@@ -117,7 +132,7 @@ def thread_count_is_sane(host: Host, params: Any) -> None:
 
 
 @check(tests=io_wait)
-def cpus_not_waiting_for_io(host: Host, params: Any) -> None:
+def cpus_not_waiting_for_io(host: Host, params: Any) -> str:
     """Rule ``io-wait`` out when CPUs spend less than ``iowait_percent`` waiting for I/O."""
     times = host.cpu_times(params.sample_seconds)
     evidence("CPU time (percent of all CPUs)", [times])
@@ -125,10 +140,11 @@ def cpus_not_waiting_for_io(host: Host, params: Any) -> None:
         f"CPUs spend {times.iowait:.0f}% of their time waiting for I/O "
         f"(threshold {params.iowait_percent:.0f}%)"
     )
+    return f"CPUs {times.iowait:.0f}% waiting for I/O, threshold {params.iowait_percent:.0f}%"
 
 
 @check(tests=io_wait)
-def few_threads_blocked_on_io(host: Host, params: Any) -> None:
+def few_threads_blocked_on_io(host: Host, params: Any) -> str:
     """Rule ``io-wait`` out when few threads sit in uninterruptible sleep (they count as load)."""
     count = host.process_count()
     load = host.load_average()
@@ -136,7 +152,10 @@ def few_threads_blocked_on_io(host: Host, params: Any) -> None:
     evidence("Processes and threads", [count])
     evidence("Load average", [{"cpus": cpus, **dataclasses.asdict(load)}])
     if count.blocked <= params.max_blocked_per_cpu * cpus:
-        return
+        return (
+            f"{count.blocked} threads blocked on I/O on {cpus} CPUs, "
+            f"limit {params.max_blocked_per_cpu:g} per CPU; load {load.one:.2f}"
+        )
     stuck = [p for p in host.top_processes(by="cpu", limit=100_000) if p.state == "D"]
     evidence("Processes waiting for I/O (state D)", stuck)
     names = ", ".join(f"{p.command} (pid {p.pid})" for p in stuck[:5]) or "threads only"
@@ -147,13 +166,17 @@ def few_threads_blocked_on_io(host: Host, params: Any) -> None:
 
 
 @check(tests=steal)
-def hypervisor_not_stealing(host: Host, params: Any) -> None:
+def hypervisor_not_stealing(host: Host, params: Any) -> str:
     """Rule ``cpu-steal`` out when the hypervisor takes less than ``steal_percent``."""
     times = host.cpu_times(params.sample_seconds)
     evidence("CPU time (percent of all CPUs)", [times])
     assert times.steal < params.steal_percent, (
         f"the hypervisor takes {times.steal:.0f}% of CPU time (steal; "
         f"threshold {params.steal_percent:.0f}%): noisy neighbours or an exhausted CPU quota"
+    )
+    return (
+        f"the hypervisor takes {times.steal:.0f}% of CPU time (steal), "
+        f"threshold {params.steal_percent:.0f}%"
     )
 
 

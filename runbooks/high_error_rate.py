@@ -11,6 +11,7 @@ of the systemd unit ``journal_unit`` when it is set.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import shlex
 from typing import TYPE_CHECKING
@@ -130,7 +131,7 @@ def _scan_note(counts: ErrorCounts) -> str:
 
 
 @check
-def error_rate_is_low(logs: LogCounter, params: Any) -> None:
+def error_rate_is_low(logs: LogCounter, params: Any) -> str:
     """Symptom: fail when the window holds at least ``min_errors`` errors."""
     counts = _counts(logs, params, params.error_pattern)
     evidence("Errors by type", _count_rows(counts) or "none")
@@ -138,10 +139,14 @@ def error_rate_is_low(logs: LogCounter, params: Any) -> None:
         f"{counts.window_total} errors in the last {params.window_minutes:g} minutes "
         f"({counts.rate_per_minute:.1f}/min) in {counts.path}"
     )
+    return (
+        f"{counts.window_total} errors in the last {params.window_minutes:g} minutes "
+        f"in {counts.path}, threshold {params.min_errors}"
+    )
 
 
 @check(tests=spike)
-def errors_not_above_baseline(logs: LogCounter, params: Any) -> None:
+def errors_not_above_baseline(logs: LogCounter, params: Any) -> str:
     """Rule ``error-spike`` out unless the window's rate is ``spike_factor`` x the baseline's."""
     counts = _counts(logs, params, params.error_pattern)
     evidence("Errors by type and window", _count_rows(counts) or "none")
@@ -154,6 +159,14 @@ def errors_not_above_baseline(logs: LogCounter, params: Any) -> None:
             f"{params.baseline_minutes:g} min before ({counts.baseline_rate_per_minute:.2f}/min) "
             f"in {counts.path}: {top}"
         )
+    factor = (
+        "none before" if math.isinf(counts.spike_factor) else f"{counts.spike_factor:.1f}x the rate"
+    )
+    return (
+        f"{counts.window_total} errors in the last {params.window_minutes:g} min vs "
+        f"{counts.baseline_total} in the {params.baseline_minutes:g} min before ({factor}); "
+        f"a spike is {params.spike_factor:g}x and {params.min_errors} errors"
+    )
 
 
 def _service_starts(host: Host, name: str, now: dt.datetime) -> list[dict[str, Any]]:
@@ -176,7 +189,7 @@ def _service_starts(host: Host, name: str, now: dt.datetime) -> list[dict[str, A
 
 
 @check(tests=deploy)
-def errors_predate_the_last_restart(logs: LogCounter, host: Host, params: Any) -> None:
+def errors_predate_the_last_restart(logs: LogCounter, host: Host, params: Any) -> str:
     """Rule ``recent-deploy`` out unless the first error came soon after a (re)start.
 
     The (re)start is the newest start of a ``service`` process or the newest line
@@ -201,15 +214,21 @@ def errors_predate_the_last_restart(logs: LogCounter, host: Host, params: Any) -
     first = counts.first
     if first is None:
         evidence("First error in the window", "none")
-        return
+        return f"no error in the last {params.window_minutes:g} min to blame on a (re)start"
     before = [(moment, what) for moment, what in starts if moment <= first]
     evidence(
         "Restarts and the first error",
         [{"event": what, "time": _when(moment)} for moment, what in sorted(starts)]
         + [{"event": "first error in the window", "time": _when(first)}],
     )
+    if not starts:
+        return f"the first error in the window ({_when(first)}) follows no (re)start found"
     if not before:
-        return
+        moment, what = min(starts)
+        return (
+            f"the first error in the window ({_when(first)}) came before "
+            f"{what} started at {_when(moment)}"
+        )
     moment, what = max(before)
     after = (first - moment).total_seconds() / 60
     if after <= params.deploy_minutes:
@@ -217,6 +236,10 @@ def errors_predate_the_last_restart(logs: LogCounter, host: Host, params: Any) -
             f"the first error in the window ({_when(first)}) came {after:.1f} min after "
             f"{what} started at {_when(moment)} (within {params.deploy_minutes:g} min)"
         )
+    return (
+        f"the first error in the window ({_when(first)}) came {after:.1f} min after "
+        f"{what} started, threshold {params.deploy_minutes:g} min"
+    )
 
 
 def _dependency(params: Any) -> tuple[str, int]:
@@ -227,7 +250,7 @@ def _dependency(params: Any) -> tuple[str, int]:
 
 
 @check(tests=refusing)
-def log_shows_no_refused_connections(logs: LogCounter, params: Any) -> None:
+def log_shows_no_refused_connections(logs: LogCounter, params: Any) -> str:
     """Rule ``dependency-refusing`` out unless refused connections fill the window.
 
     The verdict names the dependencies the refused lines name (``host:port``).
@@ -251,10 +274,14 @@ def log_shows_no_refused_connections(logs: LogCounter, params: Any) -> None:
             f"{params.window_minutes:g} min in {counts.path} (first {_when(counts.first)}; "
             f"threshold {params.refused_min})"
         )
+    return (
+        f"{counts.window_total} refused connections in the last {params.window_minutes:g} min "
+        f"in {counts.path}, threshold {params.refused_min}"
+    )
 
 
 @check(tests=refusing, timeout=30)
-def dependency_accepts_connections(http: HttpClient, host: Host, params: Any) -> None:
+def dependency_accepts_connections(http: HttpClient, host: Host, params: Any) -> str:
     """Rule ``dependency-refusing`` out when the target can connect to ``dependency``."""
     if not params.dependency:
         skip("needs --param dependency=HOST:PORT")
@@ -263,6 +290,7 @@ def dependency_accepts_connections(http: HttpClient, host: Host, params: Any) ->
     evidence("TCP connect", [{"to": params.dependency, "from": host.name, "connected": connected}])
     if not connected:
         rule_in(f"{params.dependency} refuses connections from {host.name}")
+    return f"{params.dependency} accepts connections from {host.name}"
 
 
 @action(mitigates=[spike, refusing])

@@ -67,7 +67,7 @@ def _mib(kib: float) -> str:
 
 
 @check
-def memory_available(mem: MemoryHelpers, params: Any) -> None:
+def memory_available(mem: MemoryHelpers, params: Any) -> str:
     """Symptom: fail when MemAvailable is below ``available_percent`` of MemTotal."""
     memory = mem.breakdown()
     evidence("Memory (/proc/meminfo, KiB)", [memory])
@@ -75,10 +75,14 @@ def memory_available(mem: MemoryHelpers, params: Any) -> None:
         f"only {_mib(memory.available_kb)} of {_mib(memory.total_kb)} available "
         f"({memory.available_percent:.0f}%, threshold {params.available_percent:g}%)"
     )
+    return (
+        f"{_mib(memory.available_kb)} of {_mib(memory.total_kb)} available "
+        f"({memory.available_percent:.0f}%), threshold {params.available_percent:g}%"
+    )
 
 
 @check(tests=leak)
-def no_process_keeps_growing(mem: MemoryHelpers, params: Any) -> None:
+def no_process_keeps_growing(mem: MemoryHelpers, params: Any) -> str:
     """Rule ``memory-leak`` out when no RSS grows by ``leak_mb_per_s`` over the sample."""
     growth = mem.growth(params.sample_seconds)
     evidence(f"Fastest-growing processes (RSS over {params.sample_seconds:g} s)", growth[:10])
@@ -88,10 +92,19 @@ def no_process_keeps_growing(mem: MemoryHelpers, params: Any) -> None:
         f"({p.mb_per_s:.1f} MiB/s) to {_mib(p.rss_after_kb)}"
         for p in culprits[:3]
     )
+    limit = f"limit {params.leak_mb_per_s:g} MiB/s"
+    if not growth:
+        return f"no process seen in both samples, {limit}"
+    fastest = growth[0]
+    program = fastest.args.split(maxsplit=1)[0].rpartition("/")[2] if fastest.args else "?"
+    return (
+        f"fastest-growing process {program} (pid {fastest.pid}) {fastest.mb_per_s:.1f} MiB/s "
+        f"over {params.sample_seconds:g} s, {limit}"
+    )
 
 
 @check(tests=leak)
-def no_process_holds_most_memory(host: Host, params: Any) -> None:
+def no_process_holds_most_memory(host: Host, params: Any) -> str:
     """Rule ``memory-leak`` out when no process holds ``process_memory_percent`` of memory."""
     top = host.top_processes(by="memory", limit=10)
     evidence("Top processes by memory (RSS)", top)
@@ -101,10 +114,18 @@ def no_process_holds_most_memory(host: Host, params: Any) -> None:
         f"memory, threshold {params.process_memory_percent:g}%)"
         for p in culprits
     )
+    threshold = f"threshold {params.process_memory_percent:g}%"
+    if not top:
+        return f"no process listed, {threshold}"
+    largest = top[0]
+    return (
+        f"largest process {largest.command} (pid {largest.pid}) holds {_mib(largest.rss_kb)} "
+        f"({largest.memory_percent:.0f}% of memory), {threshold}"
+    )
 
 
 @check(tests=thrashing)
-def swap_is_quiet(host: Host, mem: MemoryHelpers, params: Any) -> None:
+def swap_is_quiet(host: Host, mem: MemoryHelpers, params: Any) -> str:
     """Rule ``swap-thrashing`` out when fewer than ``swap_pages_per_s`` pages move to swap."""
     memory = host.memory()
     activity = mem.swap_activity(params.sample_seconds)
@@ -127,10 +148,14 @@ def swap_is_quiet(host: Host, mem: MemoryHelpers, params: Any) -> None:
     )
     if memory.swap_total_kb == 0:
         rule_out("no swap is configured, so the machine cannot thrash")
+    return (
+        f"{activity.pages_per_s:.0f} pages/s to and from swap, threshold "
+        f"{params.swap_pages_per_s:g}; {_mib(memory.swap_used_kb)} of swap in use"
+    )
 
 
 @check(tests=oom)
-def no_recent_oom_kills(host: Host, mem: MemoryHelpers, params: Any) -> None:
+def no_recent_oom_kills(host: Host, mem: MemoryHelpers, params: Any) -> str:
     """Rule ``oom-kills`` out when the kernel log shows no OOM kill in ``oom_window_minutes``."""
     log = mem.kernel_log()
     if not log.source:
@@ -140,7 +165,8 @@ def no_recent_oom_kills(host: Host, mem: MemoryHelpers, params: Any) -> None:
             "OOM kills"
         )
     since = host.uptime() - params.oom_window_minutes * 60
-    kills = [kill for kill in log.oom_kills() if kill.seconds >= since]
+    every_kill = log.oom_kills()
+    kills = [kill for kill in every_kill if kill.seconds >= since]
     evidence(f"OOM kills in the last {params.oom_window_minutes:g} min ({log.source})", kills)
     if kills:
         rule_in(
@@ -151,10 +177,12 @@ def no_recent_oom_kills(host: Host, mem: MemoryHelpers, params: Any) -> None:
                 for k in kills[-3:]
             )
         )
+    older = f"; {len(every_kill)} older" if every_kill else ""
+    return f"no OOM kill in the last {params.oom_window_minutes:g} min ({log.source}{older})"
 
 
 @check(tests=cache)
-def memory_is_really_used(mem: MemoryHelpers, params: Any) -> None:
+def memory_is_really_used(mem: MemoryHelpers, params: Any) -> str:
     """Rule ``page-cache`` in when MemFree is low although MemAvailable is high (cache)."""
     memory = mem.breakdown()
     evidence(
@@ -179,6 +207,15 @@ def memory_is_really_used(mem: MemoryHelpers, params: Any) -> None:
             f"{memory.available_percent:.0f}% is available: {_mib(memory.cache_kb)} is page "
             "cache the kernel reclaims on demand; do not drop caches"
         )
+    if memory.free_percent >= params.cache_free_percent:
+        return (
+            f"{memory.free_percent:.0f}% of memory is free (threshold "
+            f"{params.cache_free_percent:g}%): memory does not look used"
+        )
+    return (
+        f"only {memory.available_percent:.0f}% of memory is available (threshold "
+        f"{params.cache_available_percent:g}%): it is used, not page cache"
+    )
 
 
 @action(mitigates=[leak, oom])

@@ -113,6 +113,15 @@ def _fetch_health(http: HttpClient, url: str, params: Any) -> HttpResponse:
         raise AssertionError(f"GET {url}: no response: {exc}") from None
 
 
+def _healthy_answer(url: str, response: HttpResponse, params: Any) -> str:
+    """Say what a healthy ``response`` measured: its status, time and the body it matched."""
+    body = f" with {params.body_match!r}" if params.body_match else ""
+    return (
+        f"GET {url} answered {response.status}{body} in {response.elapsed_s * 1000:.0f} ms, "
+        f"expected {params.expected_status}"
+    )
+
+
 def _response_row(response: HttpResponse) -> dict[str, Any]:
     return {
         "url": response.url,
@@ -123,17 +132,18 @@ def _response_row(response: HttpResponse) -> dict[str, Any]:
 
 
 @check
-def service_answers(http: HttpClient, params: Any) -> None:
+def service_answers(http: HttpClient, params: Any) -> str:
     """Symptom: fail when the health URL does not answer with the expected status and body."""
     url = params.health_url
     response = _fetch_health(http, url, params)
     evidence("Health endpoint response", [_response_row(response)])
     problem = _health_problem(response, params)
     assert problem is None, f"GET {url} {problem}"
+    return _healthy_answer(url, response, params)
 
 
 @check(tests=not_running)
-def process_is_running(host: Host, params: Any) -> None:
+def process_is_running(host: Host, params: Any) -> str:
     """Rule ``process-not-running`` out when a process named ``process`` runs."""
     name = params.process[:_COMM_LENGTH]
     found = host.run(["pgrep", "-x", name])
@@ -151,10 +161,13 @@ def process_is_running(host: Host, params: Any) -> None:
             pid, user, elapsed, rss, args = fields
             rows.append({"pid": pid, "user": user, "elapsed": elapsed, "rss_kb": rss, "args": args})
     evidence(f"Processes named {name}", rows or pids)
+    shown = ", ".join(pids[:5]) + (", ..." if len(pids) > 5 else "")
+    many = "es" if len(pids) > 1 else ""
+    return f"{len(pids)} process{many} named {name!r} running on {host.name}: pid {shown}"
 
 
 @check(tests=not_listening)
-def port_is_listening(host: Host, params: Any) -> None:
+def port_is_listening(host: Host, params: Any) -> str:
     """Rule ``port-not-listening`` out when a TCP socket listens on ``port``."""
     port = params.port
     sockets = [
@@ -164,13 +177,25 @@ def port_is_listening(host: Host, params: Any) -> None:
     matching = [row for row in sockets if row["port"] == port]
     if matching:
         evidence(f"TCP sockets listening on port {port}", matching)
-        return
+        return _listeners(matching)
     evidence("TCP sockets listening (none on the port)", sockets[:LISTENERS_SHOWN] or "none")
     rule_in(f"nothing listens on TCP port {port} on {host.name}")
 
 
+def _listeners(matching: list[dict[str, Any]]) -> str:
+    """Say who listens where: ``nginx (pid 7) listens on TCP 0.0.0.0:80, [::]:80``."""
+    where = ", ".join(f"{row['address']}:{row['port']}" for row in matching[:3])
+    if len(matching) > 3:
+        where += ", ..."
+    owners = sorted({row["process"] for row in matching if row["process"]})
+    if not owners:
+        return f"a process listens on TCP {where} (its owner is not shown to this user)"
+    verb = "listen" if len(owners) > 1 else "listens"
+    return f"{', '.join(owners[:2])}{', ...' if len(owners) > 2 else ''} {verb} on TCP {where}"
+
+
 @check(tests=unhealthy)
-def health_endpoint_is_healthy(http: HttpClient, params: Any) -> None:
+def health_endpoint_is_healthy(http: HttpClient, params: Any) -> str:
     """Rule ``health-check-failing`` out when ``health_url`` answers as a healthy service."""
     url = params.health_url
     response = _fetch_health(http, url, params)
@@ -178,11 +203,12 @@ def health_endpoint_is_healthy(http: HttpClient, params: Any) -> None:
     evidence("Response headers", [{"header": k, "value": v} for k, v in response.headers.items()])
     problem = _health_problem(response, params)
     assert problem is None, f"GET {url} {problem}"
+    return _healthy_answer(url, response, params)
 
 
 # A resolver that hangs would hold the run: the timeout makes it an inconclusive check.
 @check(tests=no_dns, timeout=30)
-def name_resolves(http: HttpClient, host: Host, params: Any) -> None:
+def name_resolves(http: HttpClient, host: Host, params: Any) -> str:
     """Rule ``dns-not-resolving`` out when ``dns_name`` resolves to an address on the target."""
     name = params.dns_name
     if not name:
@@ -194,10 +220,12 @@ def name_resolves(http: HttpClient, host: Host, params: Any) -> None:
     evidence(f"Addresses of {name}", [{"name": name, "address": a} for a in addresses] or "none")
     if not addresses:
         rule_in(f"{name} does not resolve on {host.name} (getent ahosts found no address)")
+    shown = ", ".join(addresses[:3]) + (", ..." if len(addresses) > 3 else "")
+    return f"{name} resolves to {shown} on {host.name}"
 
 
 @check(tests=tls_expiring)
-def certificate_is_valid_for_long_enough(http: HttpClient, params: Any) -> None:
+def certificate_is_valid_for_long_enough(http: HttpClient, params: Any) -> str:
     """Rule ``tls-certificate-expiring`` out when the certificate lasts over ``expiry_days``."""
     tls_host, port = params.tls_host, params.tls_port or 443
     if not tls_host:
@@ -226,6 +254,10 @@ def certificate_is_valid_for_long_enough(http: HttpClient, params: Any) -> None:
     assert days >= 0, f"{where} expired {-days:.1f} days ago ({expires})"
     assert days >= params.expiry_days, (
         f"{where} expires in {days:.1f} days ({expires}; threshold {params.expiry_days:g} days)"
+    )
+    return (
+        f"the certificate of {tls_host}:{port} expires in {days:.0f} days "
+        f"({certificate.not_after:%Y-%m-%d}), threshold {params.expiry_days:g} days"
     )
 
 

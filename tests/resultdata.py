@@ -17,3 +17,14 @@ def check_evidence(result: dict, check_id: str) -> str:
     """Return the evidence bodies of one check, joined."""
     check = by_id(result["checks"])[check_id]
     return "\n".join(item["body"] for item in check["evidence"])
+
+
+def evidence_of(result: dict, hypothesis_id: str) -> list[str]:
+    """Return the messages that decided one hypothesis (one line per check and host)."""
+    return by_id(result["hypotheses"])[hypothesis_id]["evidence"]
+
+
+def assert_passed_checks_say_what_they_measured(result: dict) -> None:
+    """Every passed check has a message: a symptom row or a ruled-out hypothesis never says -."""
+    silent = [c["id"] for c in result["checks"] if c["outcome"] == "passed" and not c["message"]]
+    assert not silent, f"passed without saying what they measured: {silent}"

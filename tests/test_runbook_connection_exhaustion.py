@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import resource
 import socket
 import subprocess
@@ -22,8 +23,10 @@ from collections.abc import Callable
 from collections.abc import Iterator
 
 import pytest
+from resultdata import assert_passed_checks_say_what_they_measured
 from resultdata import by_id
 from resultdata import check_evidence
+from resultdata import evidence_of
 from resultdata import statuses
 from sshd import USER
 from sshd import SSHServer
@@ -152,6 +155,25 @@ def test_a_quiet_machine_rules_nothing_in(project):
     )
     assert_read_only(data)
     assert result.exit_code == 0, result.output
+    # What was counted, against which threshold, and about whom.
+    assert re.fullmatch(
+        r"(no connection waits in the accept queues of \d+ listeners|"
+        r"fullest accept queue \d+/\d+ on \S+|no TCP listener); "
+        r"\d+ of \d+ file handles, limit 90%",
+        checks["connections_are_accepted"]["message"],
+    ), checks["connections_are_accepted"]["message"]
+    [sockets] = evidence_of(data, "too-many-connections")
+    assert re.fullmatch(
+        r"\d+ TCP connections, threshold 10000; \d+ in TIME-WAIT, threshold \d+", sockets
+    ), sockets
+    if found["fd-limit"] == "ruled_out":
+        [files] = evidence_of(data, "fd-limit")
+        assert re.fullmatch(
+            r"\d+ of \d+ open files in .+ \(pid \d+\), the closest to its limit; "
+            r"threshold 90%",
+            files,
+        ), files
+    assert_passed_checks_say_what_they_measured(data)
 
 
 def test_thousands_of_connections_are_ruled_in_with_their_port_and_process(project, child):
@@ -231,6 +253,10 @@ def test_a_quiet_postgres_is_ruled_out(project, pg, pg_quiet, private_audit_log)
     assert statuses(data)["postgres-max-connections"] == "ruled_out"
     body = check_evidence(data, "postgres_below_max_connections")
     assert "runbook_monitor" in body and "max_connections" in body, body
+    # One of the 27 slots (30 minus 3 reserved for superusers) is the runbook's own.
+    assert check["message"] == (
+        f"1 of 27 connection slots in use on 127.0.0.1:{pg.port}/runbook_test (4%), threshold 80%"
+    )
     assert_no_password(project, pg, result, data, private_audit_log)
 
 

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from resultdata import assert_passed_checks_say_what_they_measured
 from resultdata import by_id
 
 HYPOTHESES = [
@@ -126,6 +127,35 @@ def test_a_quiet_database_rules_everything_out(project, quiet, pg, private_audit
         assert pg.password not in text
         assert pg.dsn() not in text
     assert data["params"]["pg_dsn"] == "***"
+    # What was measured, against which threshold, and on which server.
+    where = f"127.0.0.1:{pg.port}/runbook_test"
+    server = re.escape(where)
+    latency = checks["database_answers_quickly"]["message"]
+    assert re.fullmatch(rf"SELECT 1 took \d+\.\d ms on {server}, threshold 500 ms", latency)
+    evidence = {key: value["evidence"] for key, value in by_id(data["hypotheses"]).items()}
+    assert evidence["long-running-queries"] == [f"no statement has run 30s or more on {where}"]
+    assert evidence["lock-waits"] == [f"no session waits on a lock on {where}, threshold 5s"]
+    [saturation] = evidence["connection-saturation"]
+    assert re.fullmatch(
+        rf"\d of 30 connections in use on {server} \(\d+%\), threshold 80%", saturation
+    ), saturation
+    [cache] = evidence["low-cache-hit-ratio"]
+    assert re.fullmatch(
+        rf"cache hit ratio [01]\.\d{{3}} on {server} over \d+ block accesses, minimum 0\.9",
+        cache,
+    ), cache
+    assert_passed_checks_say_what_they_measured(data)
+
+
+def test_a_command_line_run_imports_its_postgres_driver_inside_a_check(project, quiet):
+    # A fresh interpreter, unlike the in-process runs here (pytest already loaded psycopg):
+    # the driver is first imported by a check, under the read-only guard.
+    argv = [arg for key, value in quiet.items() for arg in ("--param", f"{key}={value}")]
+    done = project.run("run", "database-slow", "--json", "result.json", *argv)
+    data = json.loads((project.root / "result.json").read_text())
+    outcomes = {check["id"]: (check["outcome"], check["message"]) for check in data["checks"]}
+    assert {outcome for outcome, _ in outcomes.values()} == {"passed"}, outcomes
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_long_running_query_is_ruled_in_naming_its_pid(project, quiet, long_query):

@@ -20,8 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from resultdata import assert_passed_checks_say_what_they_measured
 from resultdata import by_id
 from resultdata import check_evidence
+from resultdata import evidence_of
 from resultdata import statuses
 from sshd import USER
 from sshd import SSHServer
@@ -220,6 +222,32 @@ def test_a_filesystem_with_room_rules_nothing_in(project, scratch):
     assert {a["status"] for a in data["actions"]} == {"not_needed"}
     assert not [command for command in data["commands"] if command["blocked"]]
     assert result.exit_code == 0, result.output
+    # What was measured, against which threshold, and on which filesystem.
+    assert re.fullmatch(
+        rf"{re.escape(str(disk))} \d+% full \(threshold 90%\), "
+        r"\d+% of inodes used \(threshold 90%\)",
+        checks["filesystem_has_room"]["message"],
+    ), checks["filesystem_has_room"]["message"]
+    [full] = evidence_of(data, "filesystem-full")
+    assert re.fullmatch(
+        rf"{re.escape(str(disk))} \d+% full \(1\.\d MiB of 16\.0 MiB\), threshold 90%", full
+    ), full
+    [nodes] = evidence_of(data, "inodes-exhausted")
+    assert re.fullmatch(
+        rf"{re.escape(str(disk))} uses \d+% of its inodes \(\d+ of \d+\), threshold 90%", nodes
+    ), nodes
+    # Half of a 16 MiB filesystem is its floor for a huge file.
+    assert evidence_of(data, "huge-files") == [
+        f"no file on {disk} takes 8.0 MiB (the threshold) or more"
+    ]
+    if found["deleted-but-open"] == "ruled_out":
+        [held] = evidence_of(data, "deleted-but-open")
+        assert re.fullmatch(
+            rf"deleted files still open hold \d+\.\d MiB on {re.escape(str(disk))}.*, "
+            r"threshold 8\.0 MiB(; \d+ unreadable process(es)? could not hold that much)?",
+            held,
+        ), held
+    assert_passed_checks_say_what_they_measured(data)
 
 
 def test_disk_full_lints_and_dry_runs_cleanly(project):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import textwrap
 from types import SimpleNamespace
 
 import pytest
+from resultdata import assert_passed_checks_say_what_they_measured
 from resultdata import by_id
 from runbook.library import high_cpu
 
@@ -103,6 +105,17 @@ def test_a_quiet_machine_rules_the_runaway_process_out(tmp_path):
     checks = by_id(result["checks"])
     assert checks["cpu_below_threshold"]["outcome"] == "passed"  # the symptom check
     assert checks["cpu_below_threshold"]["tests"] == []
+    # What was measured, against which threshold, and about whom.
+    assert re.fullmatch(
+        r"CPUs \d+% busy, threshold 90%; load \d+\.\d\d on \d+ CPUs",
+        checks["cpu_below_threshold"]["message"],
+    ), checks["cpu_below_threshold"]["message"]
+    [busiest] = hypotheses["runaway-process"]["evidence"]
+    assert re.fullmatch(r"busiest process .+ \(pid \d+\) \d+% CPU, limit 80%", busiest), busiest
+    crowd = hypotheses["too-many-processes"]["evidence"]
+    if hypotheses["too-many-processes"]["status"] == "ruled_out":
+        assert re.fullmatch(r"\d+ threads in \d+ processes, limit 10000", crowd[1]), crowd
+    assert_passed_checks_say_what_they_measured(result)
     # Every check ran its commands through the read-only guard and reached a verdict.
     assert {check["outcome"] for check in checks.values()} <= {"passed", "failed"}
     assert not [command for command in result["commands"] if command["blocked"]]
@@ -255,8 +268,9 @@ def test_a_crowd_of_runnable_processes_is_ruled_in_as_too_many(tmp_path, crowd):
     assert f"(pid {crowd.pid})" in report
     # No single process of the crowd is blamed as a runaway: each gets a sliver of a CPU.
     runaway = hypotheses["runaway-process"]
+    blamed = " ".join(line for line in runaway["evidence"] if " uses " in line)
     for pid in [crowd.pid, *crowd.spinners]:
-        assert f"(pid {pid})" not in " ".join(runaway["evidence"]), runaway
+        assert f"(pid {pid}) uses" not in blamed, runaway
     actions = by_id(result["actions"])
     assert actions["restart_service"]["status"] == "planned"  # mitigates the crowd too
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from resultdata import assert_passed_checks_say_what_they_measured
 from resultdata import by_id
 from sshd import free_port
 
@@ -143,12 +144,17 @@ def test_errors_right_after_a_process_start_rule_in_a_recent_deploy(
 def test_errors_that_began_before_the_process_started_rule_a_deploy_out(
     logs_project, tmp_path, service
 ):
-    name, _ = service
+    name, pid = service
     now = dt.datetime.now()
     errors = spike(now - dt.timedelta(minutes=4), 30, "ERROR KeyError: 'price'", seconds=5)
     log = write_log(tmp_path, quiet_hour(now) + errors)
     _, data = run(logs_project, log, "--param", f"service={name}")
     assert statuses(data)["recent-deploy"] == "ruled_out"
+    assert re.fullmatch(
+        r"the first error in the window \(\S+ \S+\) came before "
+        rf"{name} \(pid {pid}\) started at \S+ \S+",
+        reasons(data, "recent-deploy"),
+    ), reasons(data, "recent-deploy")
 
 
 def test_a_restart_marker_in_the_log_counts_as_a_restart(logs_project, tmp_path):
@@ -192,6 +198,20 @@ def test_a_quiet_log_and_a_listening_dependency_rule_nothing_in(logs_project, tm
     assert by_id(data["checks"])["error_rate_is_low"]["outcome"] == "passed"
     assert {a["status"] for a in data["actions"]} == {"not_needed"}
     assert result.exit_code == 0, result.output
+    # What was counted, against which threshold, and in which log.
+    assert by_id(data["checks"])["error_rate_is_low"]["message"] == (
+        f"0 errors in the last 5 minutes in {log}, threshold 20"
+    )
+    assert reasons(data, "error-spike") == (
+        "0 errors in the last 5 min vs 2 in the 60 min before (0.0x the rate); "
+        "a spike is 5x and 20 errors"
+    )
+    assert reasons(data, "recent-deploy") == "no error in the last 5 min to blame on a (re)start"
+    assert reasons(data, "dependency-refusing").splitlines() == [
+        f"0 refused connections in the last 5 min in {log}, threshold 1",
+        f"127.0.0.1:{port} accepts connections from local",
+    ]
+    assert_passed_checks_say_what_they_measured(data)
 
 
 def test_a_200_mb_log_is_counted_on_the_target_and_only_counts_come_back(logs_project, tmp_path):

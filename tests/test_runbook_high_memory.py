@@ -23,8 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from resultdata import assert_passed_checks_say_what_they_measured
 from resultdata import by_id
 from resultdata import check_evidence
+from resultdata import evidence_of
 from resultdata import statuses
 from runbook.plugins.memory import parse_oom_kills
 from sshd import SSHServer
@@ -278,7 +280,31 @@ def test_a_quiet_machine_rules_nothing_in(project):
     assert found["oom-kills"] == ("ruled_in" if recent else "ruled_out")
     assert by_id(data["checks"])["memory_available"]["outcome"] == "passed"
     assert not [command for command in data["commands"] if command["blocked"]]
+    # What was measured, against which threshold, and about whom.
+    assert re.fullmatch(
+        r"\d+ MiB of \d+ MiB available \(\d+%\), threshold 10%",
+        by_id(data["checks"])["memory_available"]["message"],
+    )
+    growing, largest = evidence_of(data, "memory-leak")
+    assert re.fullmatch(
+        r"fastest-growing process \S+ \(pid \d+\) -?\d+\.\d MiB/s over 1 s, "
+        r"limit 2 MiB/s",
+        growing,
+    ), growing
+    assert re.fullmatch(
+        r"largest process .+ \(pid \d+\) holds \d+ MiB \(\d+% of memory\), threshold 50%",
+        largest,
+    ), largest
+    [cache] = evidence_of(data, "page-cache")
+    assert re.fullmatch(
+        r"\d+% of memory is free \(threshold 10%\): memory does not look used|"
+        r"only \d+% of memory is available \(threshold 30%\): it is used, not page cache",
+        cache,
+    ), cache
+    assert_passed_checks_say_what_they_measured(data)
     if not recent:
+        [oom] = evidence_of(data, "oom-kills")
+        assert re.fullmatch(r"no OOM kill in the last 60 min \(.+\)", oom), oom
         assert {a["status"] for a in data["actions"]} == {"not_needed"}
         assert result.exit_code == 0, result.output
 

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from resultdata import assert_passed_checks_say_what_they_measured
 from resultdata import by_id
 from sshd import free_port
 from sshd import unavailable
@@ -178,9 +179,9 @@ def assert_only_ruled_in(data: dict, culprits: set[str]) -> dict[str, dict]:
     return hypotheses
 
 
-def test_a_healthy_service_rules_everything_out(project, healthy):
+def test_a_healthy_service_rules_everything_out(project, healthy, service, web):
     result, data = run_service_down(project, healthy)
-    assert_only_ruled_in(data, set())
+    hypotheses = assert_only_ruled_in(data, set())
     assert result.exit_code == 0, result.output
     checks = by_id(data["checks"])
     assert checks["service_answers"]["outcome"] == "passed"
@@ -188,6 +189,28 @@ def test_a_healthy_service_rules_everything_out(project, healthy):
     assert {check["outcome"] for check in checks.values()} == {"passed"}
     assert by_id(data["actions"])["restart_service"]["status"] == "not_needed"
     assert (data["runbook"]["name"], data["runbook"]["title"]) == ("service-down", "Service down")
+    # What was measured, against what was expected, and about whom.
+    url = healthy["health_url"]
+    answered = rf"GET {re.escape(url)} answered 200 with '\"ok\"' in \d+ ms, expected 200"
+    assert re.fullmatch(answered, checks["service_answers"]["message"])
+    evidence = {key: value["evidence"] for key, value in hypotheses.items()}
+    assert evidence["process-not-running"] == [
+        f"1 process named '{service.name}' running on local: pid {service.pid}"
+    ]
+    [listening] = evidence["port-not-listening"]
+    assert re.fullmatch(
+        rf"(.+ \(pid \d+\) listens|a process listens) on TCP 127\.0\.0\.1:{web.port}.*", listening
+    ), listening
+    assert re.fullmatch(answered, evidence["health-check-failing"][0])
+    [resolved] = evidence["dns-not-resolving"]
+    assert re.fullmatch(r"localhost resolves to .*(127\.0\.0\.1|::1).* on local", resolved)
+    [certificate] = evidence["tls-certificate-expiring"]
+    assert re.fullmatch(
+        r"the certificate of 127\.0\.0\.1:\d+ expires in (89|90) days "
+        r"\(\d{4}-\d\d-\d\d\), threshold 14 days",
+        certificate,
+    ), certificate
+    assert_passed_checks_say_what_they_measured(data)
 
 
 def test_a_process_that_is_not_running_is_ruled_in(project, healthy):
