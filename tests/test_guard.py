@@ -680,6 +680,50 @@ def test_plugin_policy_allows_refuses_or_defers(tmp_path):
     assert ("site-probe --deep", "read-only", "probe_check") in plugin.ASKED
 
 
+def _crash(*args, **kwargs):
+    raise KeyError("surprise")
+
+
+@pytest.mark.parametrize(
+    ("target", "command", "argv"),
+    [
+        ("runbook.safety.command_rules.RULES", "sed -n p /etc/hosts", None),
+        ("runbook.safety.command_rules.RULES", "sed -n p /etc/hosts", ["sed", "-n", "p", "/x"]),
+        ("runbook.safety.guard.parse", "uptime", None),
+        ("runbook.safety.guard.unwrap", "timeout 5 uptime", None),
+    ],
+)
+def test_a_rule_that_crashes_refuses_the_command(monkeypatch, tmp_path, target, command, argv):
+    if target.endswith("RULES"):
+        from runbook.safety import command_rules
+
+        monkeypatch.setitem(command_rules.RULES, "sed", _crash)
+    else:
+        monkeypatch.setattr(target, _crash)
+    with pytest.raises(
+        Refused, match=r"the read-only guard could not judge this command: .*surprise"
+    ):
+        check_command(command, argv)
+    violation = make_policy(load_config(start=tmp_path), "read-only")(command, argv, _step())
+    assert violation is not None and "could not judge this command" in violation.reason
+
+
+def test_a_plugin_policy_that_crashes_refuses_the_command(tmp_path):
+    crashing = """
+        from runbook import hookimpl
+
+
+        @hookimpl
+        def runbook_command_policy(command, mode, step):
+            raise RuntimeError("the site policy broke")
+    """
+    config = _project(tmp_path, 'plugins = ["crashing.py"]\n', crashing=crashing)
+    violation = make_policy(config, "read-only")("uptime", None, _step())
+    assert violation is not None
+    assert "could not judge this command" in violation.reason
+    assert "the site policy broke" in violation.reason
+
+
 def test_plugin_policy_sees_the_mode(tmp_path):
     config = _project(tmp_path, 'plugins = ["policy.py"]\n', policy=POLICY_PLUGIN)
     make_policy(config, "execute")("ps aux", None, _step())
