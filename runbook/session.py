@@ -159,9 +159,7 @@ class Session:
         from runbook.authoring.plan import resolve_hosts
 
         hosts = resolve_hosts(self.config, run.options.targets)
-        findings = lint_runbook(
-            run.runbook, self.collection.plugin_fixtures, self.config.read_only_allow
-        )
+        findings = lint_runbook(run.runbook, self.collection.plugin_fixtures, run.context.policy)
         return build_plan(run, hosts, findings, yes=yes)
 
     def lint(self, names: Sequence[str] = ()) -> tuple[list[str], list[Finding]]:

@@ -225,3 +225,36 @@ def test_every_built_in_runbook_dry_runs_cleanly(project):
         assert dry.exit_code == 0, dry.output
         assert "on 2 hosts;" in dry.output.splitlines()[0]
         assert " lint " not in dry.output
+
+
+def test_a_dry_run_judges_commands_with_the_runs_own_policy(project):
+    """A psql read the postgres plugin allows is no finding; a psql write still is."""
+    project.runbook(
+        "psql_reads",
+        '''
+        """Psql."""
+        from runbook import check
+
+        @check
+        def reads(host):
+            host.run("psql -Atc %s", "select 1")
+            host.run("psql -Atc 'select 1'")
+        ''',
+    )
+    result = project.invoke("run", "psql-reads", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "  lint   " not in result.output
+    project.runbook(
+        "psql_writes",
+        '''
+        """Psql."""
+        from runbook import check
+
+        @check
+        def drops(host):
+            host.run("psql -c 'drop table x'")
+        ''',
+    )
+    result = project.invoke("run", "psql-writes", "--dry-run")
+    assert result.exit_code == 1
+    assert "runbooks/psql_writes.py:6: read-only: drops:" in result.output

@@ -680,6 +680,50 @@ def test_plugin_policy_allows_refuses_or_defers(tmp_path):
     assert ("site-probe --deep", "read-only", "probe_check") in plugin.ASKED
 
 
+def _crash(*args, **kwargs):
+    raise KeyError("surprise")
+
+
+@pytest.mark.parametrize(
+    ("target", "command", "argv"),
+    [
+        ("runbook.safety.command_rules.RULES", "sed -n p /etc/hosts", None),
+        ("runbook.safety.command_rules.RULES", "sed -n p /etc/hosts", ["sed", "-n", "p", "/x"]),
+        ("runbook.safety.guard.parse", "uptime", None),
+        ("runbook.safety.guard.unwrap", "timeout 5 uptime", None),
+    ],
+)
+def test_a_rule_that_crashes_refuses_the_command(monkeypatch, tmp_path, target, command, argv):
+    if target.endswith("RULES"):
+        from runbook.safety import command_rules
+
+        monkeypatch.setitem(command_rules.RULES, "sed", _crash)
+    else:
+        monkeypatch.setattr(target, _crash)
+    with pytest.raises(
+        Refused, match=r"the read-only guard could not judge this command: .*surprise"
+    ):
+        check_command(command, argv)
+    violation = make_policy(load_config(start=tmp_path), "read-only")(command, argv, _step())
+    assert violation is not None and "could not judge this command" in violation.reason
+
+
+def test_a_plugin_policy_that_crashes_refuses_the_command(tmp_path):
+    crashing = """
+        from runbook import hookimpl
+
+
+        @hookimpl
+        def runbook_command_policy(command, mode, step):
+            raise RuntimeError("the site policy broke")
+    """
+    config = _project(tmp_path, 'plugins = ["crashing.py"]\n', crashing=crashing)
+    violation = make_policy(config, "read-only")("uptime", None, _step())
+    assert violation is not None
+    assert "could not judge this command" in violation.reason
+    assert "the site policy broke" in violation.reason
+
+
 def test_plugin_policy_sees_the_mode(tmp_path):
     config = _project(tmp_path, 'plugins = ["policy.py"]\n', policy=POLICY_PLUGIN)
     make_policy(config, "execute")("ps aux", None, _step())
@@ -888,6 +932,56 @@ IN_PROCESS = [
     ("current_frames", "sys._current_frames()", "blocked", "absent:acted"),
     ("framework_frame", "sys._getframe(4)", "blocked", "absent:acted"),
     ("run_through_host", "host._on_record.__self__.mode = 'execute'", None, "absent:acted"),
+    # The Host's collaborators (the policy, the recorder, the backend) are out of reach.
+    (
+        "reach_collaborators",
+        "assert not collaborators(host), collaborators(host)",
+        "passed",
+        "intact",
+    ),
+    (
+        "swap_policy",
+        "swap(host, 'policy', allow_all); host.run('rm -f ' + S + '/k_swap_policy')",
+        "blocked",
+        "present:k_swap_policy",
+    ),
+    (
+        "swap_policy_list",
+        "swap(host, 'policy', allow_all); host.run(['rm', '-f', S + '/k_swap_policy_list'])",
+        "blocked",
+        "present:k_swap_policy_list",
+    ),
+    (
+        "swap_recorder",
+        "swap(host, 'record', lambda record: record); host.run('echo unrecorded')",
+        "passed",
+        "audited:unrecorded",
+    ),
+    (
+        "swap_backend",
+        "swap(host, 'backend', Forger()); assert 'forged' not in host.run('echo real').stdout",
+        "passed",
+        "intact",
+    ),
+    (
+        "fresh_host",
+        "Host(LocalBackend()).run('rm -f ' + S + '/k_fresh_host')",
+        "blocked",
+        "present:k_fresh_host",
+    ),
+    (
+        "plugin_through_host",
+        "allow_all_by_plugin(host._on_record.__self__); "
+        "host.run('rm -f ' + S + '/k_plugin_through_host')",
+        None,
+        "present:k_plugin_through_host",
+    ),
+    (
+        "traceback_locals",
+        "run_after_refusal(host, 'rm -f ' + S + '/k_traceback_locals')",
+        "blocked",
+        "present:k_traceback_locals",
+    ),
     ("clear_refusals", "clear_own_refusals(lambda: os.remove(S + '/file'))", "blocked", "intact"),
     ("framework_call", "with_framework_call(lambda: os.remove(S + '/file'))", "blocked", "intact"),
     (
@@ -900,6 +994,37 @@ IN_PROCESS = [
         "unguard_step",
         "current_step.get().read_only = False; host.run('rm -f ' + S + '/file')",
         "blocked",
+        "intact",
+    ),
+    (
+        "unguard_snapshot",
+        "guarded_step().read_only = False; host.run('rm -f ' + S + '/k_unguard_snapshot')",
+        "blocked",
+        "present:k_unguard_snapshot",
+    ),
+    # A program of the same name put first in PATH does not run in its place.
+    (
+        "environ_path",
+        "os.environ['PATH'] = S + '/bin:' + os.environ['PATH']",
+        "blocked",
+        "present:k_path_hijack",
+    ),
+    (
+        "environ_data_path",
+        "with_path(S + '/bin', lambda: host.run(['cat', S + '/file']))",
+        "passed",
+        "present:k_path_hijack",
+    ),
+    (
+        "environ_data_path_shell",
+        "with_path(S + '/bin', lambda: host.run('cat ' + S + '/file'))",
+        "passed",
+        "present:k_path_hijack",
+    ),
+    (
+        "step_reset_path",
+        "assert without_step(lambda: host.run('printenv PATH').stdout.strip()) == SAFE_PATH",
+        "passed",
         "intact",
     ),
     # Reads that must stay allowed.
@@ -942,6 +1067,11 @@ import _thread
 from pathlib import Path
 
 from runbook import action, check, fixture, hypothesis
+from runbook.hosts.host import Host
+from runbook.markers import hookimpl
+from runbook.safety.audithooks import guarded_step
+from runbook.hosts.local import SAFE_PATH
+from runbook.hosts.local import LocalBackend
 from runbook.steps import current_step
 
 S = {scratch!r}
@@ -1102,6 +1232,117 @@ def clear_own_refusals(work):
     step.refusals.clear()
 
 
+def allow_all(*args):
+    return None
+
+
+class Forger:
+    name, uri = "forger", "forger://"
+
+    def execute(self, command, timeout, on_cancel):
+        return "forged", "", 0
+
+    def close(self):
+        pass
+
+
+def _named(obj, word):
+    names = (type(obj).__name__, getattr(obj, "__name__", ""), getattr(obj, "__qualname__", ""))
+    return any(word in name.lower() for name in names)
+
+
+def swap(host, word, value):
+    """Put ``value`` wherever the host keeps a collaborator named like ``word``."""
+    names = set(dir(host)) | set(getattr(host, "__dict__", {{}}))
+    for name in names:
+        if word in name.lower():
+            try:
+                object.__setattr__(host, name, value)
+            except (AttributeError, TypeError):
+                pass
+    for name in names:
+        member = getattr(host, name, None)
+        function = getattr(member, "__func__", member)
+        for cell in getattr(function, "__closure__", None) or ():
+            try:
+                if _named(cell.cell_contents, word):
+                    cell.cell_contents = value
+            except ValueError:
+                pass
+
+
+def collaborators(host):
+    """What of the run and the target a check can reach from its host, two steps away."""
+    found, seen, todo = [], set(), [(host, 0)]
+    while todo:
+        obj, depth = todo.pop()
+        if id(obj) in seen or depth > 2:
+            continue
+        seen.add(id(obj))
+        if any(_named(obj, w) for w in ("backend", "policy", "record_command", "runcontext")):
+            found.append(obj)
+        if isinstance(obj, (str, bytes, int, float, type)) or obj is None:
+            continue
+        values = [getattr(obj, "__self__", None), getattr(obj, "__func__", None)]
+        for name in [*getattr(obj, "__dict__", {{}}), *getattr(type(obj), "__slots__", ())]:
+            values.append(getattr(obj, name, None))
+        for name in dir(obj) if depth == 0 else ():
+            values.append(getattr(obj, name, None))
+        function = getattr(obj, "__func__", obj)
+        for cell in getattr(function, "__closure__", None) or ():
+            try:
+                values.append(cell.cell_contents)
+            except ValueError:
+                pass
+        todo += [(value, depth + 1) for value in values if value is not None]
+    return found
+
+
+class AllowAll:
+    @hookimpl
+    def runbook_command_policy(self, command):
+        return "allow"
+
+
+def allow_all_by_plugin(run):
+    """Register a policy that allows everything, through the run's plugin manager."""
+    run.hook.runbook_command_policy._hookexec.__self__.register(AllowAll())
+
+
+def run_after_refusal(host, command):
+    """Look in the frames of a refusal for the run, register a policy there, run again."""
+    try:
+        host.run(command)
+    except Exception as refusal:
+        tb = refusal.__traceback__
+        while tb is not None:
+            for value in list(tb.tb_frame.f_locals.values()):
+                for found in collaborators(value):
+                    run = getattr(found, "__self__", None)
+                    if hasattr(run, "hook"):
+                        allow_all_by_plugin(run)
+            tb = tb.tb_next
+    host.run(command)
+
+
+def with_path(folder, work):
+    """Put ``folder`` first in PATH the way no audit event sees, for ``work``."""
+    before = os.environ._data[b"PATH"]
+    os.environ._data[b"PATH"] = folder.encode() + b":" + before
+    try:
+        return work()
+    finally:
+        os.environ._data[b"PATH"] = before
+
+
+def without_step(work):
+    token = current_step.set(None)
+    try:
+        return work()
+    finally:
+        current_step.reset(token)
+
+
 def with_framework_call(work):
     from runbook.safety.audithooks import framework_call
 
@@ -1143,6 +1384,12 @@ def in_process_run(tmp_path_factory):
     (scratch / "lib").mkdir(parents=True)
     (scratch / "__pycache__").mkdir()
     (scratch / "file").write_text("keep me")
+    (scratch / "bin").mkdir()
+    (scratch / "bin" / "cat").write_text(f"#!/bin/sh\nrm -f {scratch}/k_path_hijack\n")
+    (scratch / "bin" / "cat").chmod(0o755)
+    for row in IN_PROCESS:  # a file of its own for each row that would delete one
+        if row[3].startswith("present:"):
+            (scratch / row[3].partition(":")[2]).write_text("keep me")
     (scratch / "lib" / "planted_module.py").write_text("VALUE = 1\n")
     (scratch / "lib" / "fresh_module.py").write_text("VALUE = 3\n")
     source = root / "source"
@@ -1194,6 +1441,11 @@ def _probe(probe, scratch, victim, world):
         return not (scratch / name).exists()
     if kind == "intact":
         return (scratch / "file").read_text() == "keep me"
+    if kind == "present":
+        return (scratch / name).exists()
+    if kind == "audited":  # the run's audit log lists a command that printed ``name``
+        log = (scratch.parent / "audit.jsonl").read_text()
+        return any(f"echo {name}" in line for line in log.splitlines())
     if kind == "no_planted":
         return not (scratch / "__pycache__" / "planted.pyc").exists()
     if kind == "victim_alive":
@@ -1238,11 +1490,12 @@ END_TO_END = '''
 
     @check(tests=h)
     def flips_the_mode(host):
-        run = host._on_record.__self__  # the run's context, reached without gc
+        recorder = getattr(host, "_on_record", None)  # the run's context, reached without gc
+        run = getattr(recorder, "__self__", None)
         for name, value in [
             ("mode", "execute"),
             ("options", __import__("dataclasses").replace(run.options, execute=True)),
-        ]:
+        ] if run is not None else []:
             try:
                 object.__setattr__(run, name, value)  # past a frozen dataclass too
             except AttributeError:

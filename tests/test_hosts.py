@@ -462,3 +462,46 @@ def test_unavailable_sandbox_fails_the_host_not_the_operator(project):
     assert host["error"] == "[sandbox] user 'no-such-user-here' does not exist"
     assert data["commands"] == []
     assert result.exit_code != 0
+
+
+def test_read_only_commands_find_programs_in_a_fixed_path(tmp_path, monkeypatch):
+    """A directory first in the process's PATH does not decide what a check's ``cat`` runs."""
+    from runbook.hosts.local import SAFE_PATH
+
+    (tmp_path / "cat").write_text("#!/bin/sh\necho hijacked\n")
+    (tmp_path / "cat").chmod(0o755)
+    (tmp_path / "real").write_text("real\n")
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    host = Host(LocalBackend())
+    for read_only, expected in ((True, "real\n"), (False, "hijacked\n")):
+        token = current_step.set(Step("c", "check", "local", read_only))
+        try:
+            assert host.run(["cat", str(tmp_path / "real")]).stdout == expected
+            assert host.run("cat %s", str(tmp_path / "real")).stdout == expected
+            path = host.run("printenv PATH").stdout.strip()
+        finally:
+            current_step.reset(token)
+        assert (path == SAFE_PATH) is read_only  # actions keep the operator's PATH
+
+
+def test_a_host_keeps_no_collaborator_a_caller_could_reach_or_replace():
+    from runbook.steps import CommandRecord
+
+    def policy(display, argv, step):
+        return None
+
+    def on_record(record: CommandRecord) -> CommandRecord:
+        return record
+
+    backend = LocalBackend()
+    host = Host(backend, name="web1", policy=policy, on_record=on_record)
+    assert (host.name, host.uri) == ("web1", backend.uri)
+    reachable = [getattr(host, name, None) for name in dir(host)]
+    reachable += [getattr(value, "__self__", None) for value in reachable]
+    for value in list(reachable):
+        function = getattr(value, "__func__", value)
+        reachable += [cell.cell_contents for cell in getattr(function, "__closure__", None) or ()]
+    assert not any(value is backend or value is policy or value is on_record for value in reachable)
+    assert not hasattr(host, "__dict__")
+    with pytest.raises(AttributeError):
+        host.backend = LocalBackend()  # type: ignore[attr-defined]

@@ -288,3 +288,31 @@ def test_real_values_are_not_placeholders(project):
     project.runbook("queue_backlog", CLEAN.replace("PARAMS = {", f"PARAMS = {real[:-1]}, "))
     code, data = lint_json(project, "queue-backlog")
     assert (code, data["findings"]) == (0, [])
+
+
+PSQL_CHECKS = '''
+    """Psql."""
+    from runbook import check, hypothesis
+
+    h = hypothesis("h", "H")
+
+
+    @check(tests=h)
+    def reads(host):
+        host.run("psql -Atc %s", "select 1")
+        host.run("psql -Atc 'select 1'")
+
+
+    @check(tests=h)
+    def drops(host):
+        host.run("psql -c 'drop table x'")
+'''
+
+
+def test_read_only_rule_asks_the_plugin_policies_as_the_run_does(project):
+    """The postgres plugin allows a psql read at run time: lint agrees, and still finds a write."""
+    project.runbook("psql_reads", PSQL_CHECKS)
+    code, data = lint_json(project, "psql-reads")
+    assert code == 1
+    assert [(f["line"], f["rule"]) for f in data["findings"]] == [(15, "read-only")]
+    assert data["findings"][0]["message"].startswith("drops: \"psql -c 'drop table x'\": psql -c")

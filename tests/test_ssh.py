@@ -291,7 +291,10 @@ def test_command_timeout_kills_the_command_and_keeps_the_connection(host: Host):
     assert "sleep 29.5" not in host.run(["ps", "-eo", "args"]).stdout
 
 
-def test_on_cancel_stops_a_running_command(host: Host):
+def test_on_cancel_stops_a_running_command(sshd: SSHServer, options, backends):
+    backend = backends(f"ssh://{sshd.user}@{sshd.address}:{sshd.port}", options())
+    backend.connect()
+    host = Host(backend)  # the host keeps its backend sealed: the test holds its own
     callbacks: list = []
 
     def on_cancel(callback):
@@ -300,9 +303,7 @@ def test_on_cancel_stops_a_running_command(host: Host):
 
     outcome: list = []
     runner = threading.Thread(
-        target=lambda: outcome.append(
-            host.backend.execute("echo started; sleep 28.5", 60, on_cancel)
-        )
+        target=lambda: outcome.append(backend.execute("echo started; sleep 28.5", 60, on_cancel))
     )
     runner.start()
     deadline = time.monotonic() + 5

@@ -29,12 +29,13 @@ from runbook.params import coerce
 from runbook.params import is_required
 from runbook.safety.commandscan import PLACEHOLDER
 from runbook.safety.commandscan import CommandScanner
-from runbook.safety.guard import Refused
-from runbook.safety.guard import check_command
+from runbook.safety.guard import make_policy
+from runbook.steps import Step
 
 if TYPE_CHECKING:
     from runbook.collect import Collection
     from runbook.config import Config
+    from runbook.hosts.host import CommandPolicy
 
 #: The rules, by id, and what each one asks of a runbook.
 RULES = {
@@ -136,16 +137,21 @@ def lint_collection(
         by_path = {error.path: name for name, error in broken.items()}
         findings = [from_collection_error(e, by_path.get(e.path, "")) for e in collection.errors]
         linted = sorted({*(rb.name for rb in runbooks), *by_path.values()})
+    policy = make_policy(config, "read-only")
     for runbook in runbooks:
-        findings += lint_runbook(runbook, collection.plugin_fixtures, config.read_only_allow)
+        findings += lint_runbook(runbook, collection.plugin_fixtures, policy)
     findings.sort(key=lambda f: (f.path, f.lineno or 0))
     return linted, findings
 
 
 def lint_runbook(
-    runbook: Runbook, plugin_fixtures: Sequence[FixtureDef] = (), allowed: Sequence[str] = ()
+    runbook: Runbook, plugin_fixtures: Sequence[FixtureDef], policy: CommandPolicy
 ) -> list[Finding]:
-    """Return every problem found in ``runbook``, without running any of it."""
+    """Return every problem found in ``runbook``, without running any of it.
+
+    ``policy`` judges the commands checks visibly run: the run's own
+    (``make_policy``), so that lint and the run agree, plugins included.
+    """
     source = _Source.parse(str(runbook.path))
     found = [
         *_docstring(runbook),
@@ -154,7 +160,7 @@ def lint_runbook(
         *_fixtures(runbook, plugin_fixtures),
         *_params(runbook, source),
         *_placeholders(runbook, source),
-        *_read_only(runbook, allowed),
+        *_read_only(runbook, policy),
     ]
     found.sort(key=lambda f: f.lineno or 0)
     return [dataclasses.replace(f, runbook=runbook.name) for f in found]
@@ -322,29 +328,26 @@ def _is_placeholder(value: str) -> bool:
     )
 
 
-def _read_only(runbook: Runbook, allowed: Sequence[str]) -> Iterable[Finding]:
+def _read_only(runbook: Runbook, policy: CommandPolicy) -> Iterable[Finding]:
     """Refuse, ahead of time, the commands checks visibly pass to ``host.run``."""
     scanner = CommandScanner()
     reported: set[tuple[str, int, str]] = set()
     for item in runbook.checks:
-        extensions = (*allowed, *item.spec.allow_commands)
+        step = Step(item.id, "check", "lint", True, tuple(item.spec.allow_commands))
         for command in scanner.commands(item.func):
-            try:
-                check_command(
-                    command.command,
-                    None if command.argv is None else list(command.argv),
-                    extensions,
-                )
-            except Refused as exc:
-                reason = str(exc)
-                key = (command.path, command.lineno, reason)
-                if PLACEHOLDER in reason or key in reported:
-                    continue  # it depends on a value known at run time, or was said already
-                reported.add(key)
-                via = "" if command.function == item.id else f" (via {command.function})"
-                yield Finding(
-                    command.path,
-                    command.lineno,
-                    "read-only",
-                    f"{item.id}{via}: {command.shown!r}: {reason}",
-                )
+            argv = None if command.argv is None else list(command.argv)
+            violation = policy(command.command, argv, step)
+            if violation is None:
+                continue
+            reason = violation.reason
+            key = (command.path, command.lineno, reason)
+            if PLACEHOLDER in reason or key in reported:
+                continue  # it depends on a value known at run time, or was said already
+            reported.add(key)
+            via = "" if command.function == item.id else f" (via {command.function})"
+            yield Finding(
+                command.path,
+                command.lineno,
+                "read-only",
+                f"{item.id}{via}: {command.shown!r}: {reason}",
+            )

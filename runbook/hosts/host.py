@@ -29,6 +29,8 @@ from runbook.outcomes import ReadOnlyViolation
 from runbook.safety.audithooks import framework_call
 from runbook.safety.audithooks import guarded_step
 from runbook.safety.audithooks import record_refusal
+from runbook.safety.audithooks import seal
+from runbook.safety.audithooks import unseal
 from runbook.steps import CommandRecord
 from runbook.steps import Step
 from runbook.steps import current_step
@@ -127,8 +129,82 @@ def interpolate(command: str, args: Sequence[object]) -> str:
     return result
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Collaborators:
+    """What a ``Host`` works with, sealed away from the checks it is given to."""
+
+    backend: Backend
+    name: str
+    uri: str
+    policy: CommandPolicy | None
+    on_record: Callable[[CommandRecord], CommandRecord] | None
+
+
+def _plain(text: str) -> str:
+    """``text`` as an exact ``str``: a subclass's methods are never called again."""
+    return "".join([text])
+
+
+def _detached(error: BaseException) -> BaseException:
+    """``error`` without the frames and exceptions behind it, which held the sealed parts."""
+    error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
+    return error
+
+
+def _execute(host: Host, command: str | list[str], display: str, timeout: float) -> CommandResult:
+    sealed: _Collaborators = unseal(host)
+    step = current_step.get()
+    started = time.time()
+    guarded = guarded_step()  # a check cannot swap or relax the step its guard holds
+    if guarded is not None:
+        step = guarded
+    if step is not None and step.read_only and sealed.policy is not None:
+        argv = command if isinstance(command, list) else None
+        with framework_call():  # the policy and its plugins are runbook's own code
+            violation = sealed.policy(display, argv, step)
+        if violation is not None:
+            record = CommandRecord(
+                sealed.name, step.id, display, None, 0.0, True, started, violation.reason
+            )
+            _record(sealed, step, record)
+            record_refusal(step, violation)  # blocked even if the check catches it
+            raise violation
+    on_cancel = step.on_cancel if step is not None else None
+    clock = time.perf_counter()
+    exit_status: int | None = None
+    try:
+        with framework_call():  # the command was vetted above
+            stdout, stderr, exit_status = sealed.backend.execute(command, timeout, on_cancel)
+    finally:
+        duration = time.perf_counter() - clock
+        if step is not None:
+            record = CommandRecord(
+                sealed.name, step.id, display, exit_status, duration, False, started
+            )
+            _record(sealed, step, record)
+    return CommandResult(display, stdout, stderr, exit_status, duration)
+
+
+def _record(sealed: _Collaborators, step: Step, record: CommandRecord) -> None:
+    """Keep a command on its step and tell the run (which redacts and audits it)."""
+    if sealed.on_record is not None:
+        with framework_call():
+            record = sealed.on_record(record)
+    step.commands.append(record)
+
+
 class Host:
-    """A target machine: run commands, read files, and use the system helpers."""
+    """A target machine: run commands, read files, and use the system helpers.
+
+    Its backend, command policy and recorder are sealed by the in-process guard
+    (``runbook.safety.audithooks.seal``): no attribute holds them, so a check can
+    neither call the backend past the policy nor put its own policy or recorder
+    in their place, and a check cannot make a ``Host`` of its own.
+    """
+
+    __slots__ = ("__weakref__", "command_timeout")
 
     def __init__(
         self,
@@ -139,12 +215,19 @@ class Host:
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
         on_record: Callable[[CommandRecord], CommandRecord] | None = None,
     ) -> None:
-        self.backend = backend
-        self.name = name or backend.name
-        self.uri = backend.uri
-        self._policy = policy
+        name = name or backend.name
+        seal(self, _Collaborators(backend, name, backend.uri, policy, on_record))
         self.command_timeout = command_timeout
-        self._on_record = on_record
+
+    @property
+    def name(self) -> str:
+        """The host's name, as reports show it."""
+        return cast("_Collaborators", unseal(self)).name
+
+    @property
+    def uri(self) -> str:
+        """Where the host is reached (``local://web1``, ``ssh://ops@db1:22``)."""
+        return cast("_Collaborators", unseal(self)).uri
 
     def __repr__(self) -> str:
         return f"<Host {self.name} {self.uri}>"
@@ -158,57 +241,20 @@ class Host:
         argument, shell-quoted. A list runs without any shell.
         """
         if isinstance(command, str):
-            shell_command: str | list[str] = interpolate(command, args)
+            shell_command: str | list[str] = _plain(interpolate(command, args))
             display = str(shell_command)
         else:
             if args:
                 raise TypeError("pass the arguments inside the list, not after it")
-            shell_command = [str(part) for part in command]
+            shell_command = [_plain(str(part)) for part in command]
             display = shlex.join(shell_command)
-        return self._execute(shell_command, display, timeout)
-
-    def _execute(
-        self, command: str | list[str], display: str, timeout: float | None
-    ) -> CommandResult:
-        step = current_step.get()
-        started = time.time()
-        guarded = guarded_step()  # a check cannot swap or relax the step its guard holds
-        if guarded is not None:
-            step = guarded
-        if step is not None and step.read_only and self._policy is not None:
-            argv = command if isinstance(command, list) else None
-            with framework_call():  # the policy and its plugins are runbook's own code
-                violation = self._policy(display, argv, step)
-            if violation is not None:
-                record = CommandRecord(
-                    self.name, step.id, display, None, 0.0, True, started, violation.reason
-                )
-                self._record(step, record)
-                record_refusal(step, violation)  # blocked even if the check catches it
-                raise violation
-        on_cancel = step.on_cancel if step is not None else None
-        clock = time.perf_counter()
-        exit_status: int | None = None
+        # Plain values only past this point: no code of the caller's runs while the
+        # sealed collaborators are in use.
+        seconds = float(timeout or self.command_timeout)
         try:
-            with framework_call():  # the command was vetted above
-                stdout, stderr, exit_status = self.backend.execute(
-                    command, timeout or self.command_timeout, on_cancel
-                )
-        finally:
-            duration = time.perf_counter() - clock
-            if step is not None:
-                record = CommandRecord(
-                    self.name, step.id, display, exit_status, duration, False, started
-                )
-                self._record(step, record)
-        return CommandResult(display, stdout, stderr, exit_status, duration)
-
-    def _record(self, step: Step, record: CommandRecord) -> None:
-        """Keep a command on its step and tell the run (which redacts and audits it)."""
-        if self._on_record is not None:
-            with framework_call():
-                record = self._on_record(record)
-        step.commands.append(record)
+            return _execute(self, shell_command, display, seconds)
+        except BaseException as error:
+            raise _detached(error) from None
 
     def exchange(self, kind: str, request: str, perform: Callable[[], _T]) -> _T:
         """Let a plugin client that reaches the target another way be recorded and replayed.
@@ -218,15 +264,18 @@ class Host:
         kept in the cassette; with ``--replay`` it comes from there and
         ``perform`` is never called. ``kind`` names the protocol (``sql``).
         """
-        if not isinstance(self.backend, Exchanging):
+        # No local holds the backend: ``perform`` may be the caller's own code.
+        if not isinstance(cast("_Collaborators", unseal(self)).backend, Exchanging):
             return perform()
-        result: _T = self.backend.exchange(kind, request, perform)
+        sealed = cast("_Collaborators", unseal(self))
+        result: _T = cast("Exchanging", sealed.backend).exchange(kind, request, perform)
         return result
 
     def connect(self) -> None:
         """Reach the target before the first check; raise ``HostUnavailable`` if it cannot."""
-        if isinstance(self.backend, Connecting):
-            self.backend.connect()
+        backend = cast("_Collaborators", unseal(self)).backend
+        if isinstance(backend, Connecting):
+            backend.connect()
 
     def read_text(self, path: str) -> str:
         """Return the contents of a file on the host; raise ``FileNotFoundError`` if absent."""
@@ -241,7 +290,7 @@ class Host:
 
     def close(self) -> None:
         """Close the backend's connections."""
-        self.backend.close()
+        cast("_Collaborators", unseal(self)).backend.close()
 
     # System helpers. They only run ordinary read-only commands, so they work the same
     # locally, over SSH and against a replayed cassette; what they return, and the

@@ -19,11 +19,17 @@ from runbook.markers import hookimpl
 from runbook.outcomes import CommandTimeout
 from runbook.outcomes import HostUnavailable
 from runbook.outcomes import UsageError
+from runbook.safety.audithooks import guarded_step
 from runbook.steps import current_step
 
 if TYPE_CHECKING:
     from runbook.config import Config
     from runbook.hosts.backend import Backend
+
+
+#: The PATH the commands of read-only steps find their programs in, whatever the
+#: process's own PATH says: a directory put first in it would decide what ``cat`` runs.
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class LocalBackend:
@@ -34,6 +40,8 @@ class LocalBackend:
         self.uri = f"local://{socket.gethostname()}"
         self.sandbox = sandbox or Sandbox()
         self._confinement: list[str] | None = None  # the sandbox's words, once checked
+        # Taken before any check runs: a check may edit os.environ's mapping unaudited.
+        self._read_only_environment = {**os.environ, "PATH": SAFE_PATH}
 
     def execute(
         self,
@@ -43,12 +51,14 @@ class LocalBackend:
     ) -> tuple[str, str, int]:
         """Run ``command`` in its own process group, killed as a group on timeout or cancel."""
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-        step = current_step.get()
-        if self.sandbox.is_enabled and step is not None and step.read_only:
+        step = guarded_step() or current_step.get()  # a check may reset current_step
+        read_only = step is not None and step.read_only
+        if self.sandbox.is_enabled and read_only:
             argv = [*self._confine(), *argv]
         try:
             process = subprocess.Popen(
                 argv,
+                env=self._read_only_environment if read_only else None,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -29,6 +29,7 @@ import site
 import sys
 import sysconfig
 import threading
+import weakref
 from collections.abc import Callable
 from collections.abc import Iterable
 from types import FrameType
@@ -186,6 +187,22 @@ def trust_plugins(plugins: Iterable[object]) -> None:
     _control("trust", frozenset(files))
 
 
+def seal(owner: object, contents: object) -> None:
+    """Keep ``contents`` for ``owner`` where only runbook's own code can reach it.
+
+    A ``Host`` keeps its backend, policy and recorder here, not in attributes a
+    check could read or replace. Refused inside a check: a host a check made
+    itself would come with a policy of the check's choosing.
+    """
+    install()  # the hook is the only place that keeps it
+    _control("seal", owner, contents)
+
+
+def unseal(owner: object) -> Any:
+    """Return what ``seal`` keeps for ``owner``: only for runbook code that names ``unseal``."""
+    return _control("unseal", owner)
+
+
 def _control(operation: str, *args: Any) -> Any:
     box: list[Any] = []
     sys.audit(_CONTROL, operation, args, box)
@@ -254,6 +271,7 @@ def _make_hook(
     privileged: dict[int, list[FrameType]] = {}  # thread id -> frames in framework calls
     refusals: dict[int, tuple[Step, list[Refusal]]] = {}  # id(step) -> its refusals
     tickets: dict[object, _Guarded] = {}  # threads started, not yet running
+    sealed: dict[int, tuple[weakref.ref[Any], object]] = {}  # id(owner) -> owner, contents
     busy: set[int] = set()  # threads inside the hook's own work
     get_ident = threading.get_ident
     getframe = sys._getframe
@@ -390,7 +408,8 @@ def _make_hook(
         ident = get_ident()
         guarded = checks.get(ident)
         if operation == "step":
-            box.append(guarded.snapshot if guarded is not None else None)
+            # A copy: what the check may do is the guard's to keep, not the caller's to set.
+            box.append(dataclasses.replace(guarded.snapshot) if guarded is not None else None)
         elif operation == "enter":
             frame = caller()
             if guarded is not None or not _is_runbook_code(frame, "guarding"):
@@ -421,6 +440,15 @@ def _make_hook(
                 raise ReadOnlyViolation("refusals", "a check cannot take its refusals", _HINT)
             with _lock:
                 box.append(tuple(refusals.pop(id(args[0]), (None, []))[1]))
+        elif operation == "seal":
+            keep_sealed(guarded, *args)
+        elif operation == "unseal":
+            if not _is_runbook_code(caller(), "unseal"):
+                raise ReadOnlyViolation("unseal", "only runbook's own code may", _HINT)
+            entry = sealed.get(id(args[0]))
+            if entry is None or entry[0]() is not args[0]:
+                raise ReadOnlyViolation("unseal", "nothing is sealed for this object", _HINT)
+            box.append(entry[1])
         elif operation == "spawn":
             ticket = object()
             if guarded is not None:
@@ -442,6 +470,18 @@ def _make_hook(
             with _lock:
                 if guarded is not None and guarded.boundary is None:
                     checks.pop(ident, None)
+
+    def keep_sealed(guarded: _Guarded | None, owner: object, contents: object) -> None:
+        if guarded is not None:
+            raise ReadOnlyViolation("seal", "a check cannot make a host of its own", _HINT)
+        if not _is_runbook_code(caller(), "seal"):
+            raise ReadOnlyViolation("seal", "only runbook's own code may", _HINT)
+        with _lock:
+            for key in [key for key, (ref, _) in sealed.items() if ref() is None]:
+                del sealed[key]  # owners gone: their ids may come back
+            if id(owner) in sealed:
+                raise ReadOnlyViolation("seal", "it is sealed already", _HINT)
+            sealed[id(owner)] = (weakref.ref(owner), contents)
 
     def call(event: str, args: tuple[Any, ...], kwargs: dict[str, Any], box: list[Any]) -> None:
         ident = get_ident()
@@ -484,7 +524,7 @@ def _make_hook(
         finally:
             busy.discard(ident)
 
-    plumbing.update(f.__code__ for f in (caller, judge, control, call, hook))
+    plumbing.update(f.__code__ for f in (caller, judge, control, keep_sealed, call, hook))
     plumbing.update(_PLUMBING)
     return hook
 
@@ -508,6 +548,8 @@ _PLUMBING = frozenset(
         framework_call.__enter__,
         framework_call.__exit__,
         guarded_step,
+        seal,
+        unseal,
         record_refusal,
         take_refusals,
         trust_plugins,

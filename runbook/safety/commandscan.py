@@ -1,6 +1,6 @@
 """Find, without running anything, the commands a check passes to ``host.run``.
 
-``runbook lint`` judges each one with the read-only guard. Only what the source
+``runbook lint`` judges each one with the run's command policy. Only what the source
 shows is judged: string literals, ``%s`` templates, lists, f-strings and
 module-level string constants, in the check itself and in the functions of its
 module that it calls (actions excepted). A value known only at run time becomes
@@ -163,8 +163,15 @@ def _command(
         return None
     shown = text.replace(PLACEHOLDER, "{...}")
     if rest:  # host.run("tail -n 50 %s", path): each %s is a quoted argument
-        text = _TEMPLATE.sub(lambda m: "%" if m.group() == "%%" else PLACEHOLDER, text)
+        values = iter([_text(arg, constants) for arg in rest])
+        text = _TEMPLATE.sub(lambda m: "%" if m.group() == "%%" else _quoted(values), text)
     return text, None, shown
+
+
+def _quoted(values: Iterator[str | None]) -> str:
+    """The next argument as ``Host.run`` passes it (shell-quoted), or the placeholder."""
+    value = next(values, None)
+    return PLACEHOLDER if value is None else shlex.quote(value)
 
 
 def _text(node: ast.expr, constants: dict[str, str]) -> str | None:

@@ -84,8 +84,11 @@ def make_policy(config: Config, mode: str) -> CommandPolicy:
     verdicts: dict[tuple[str, tuple[str, ...] | None, tuple[str, ...]], str | None] = {}
 
     def policy(command: str, argv: list[str] | None, step: Step) -> ReadOnlyViolation | None:
-        answers = config.hook.runbook_command_policy(command=command, mode=mode, step=step)
-        refusals = [a for a in answers if a and a.startswith("refuse")]
+        try:
+            answers = config.hook.runbook_command_policy(command=command, mode=mode, step=step)
+            refusals = [a for a in answers if a and a.startswith("refuse")]
+        except Exception as exc:  # a plugin that cannot judge refuses: the guard fails closed
+            return ReadOnlyViolation(command, _could_not_judge(exc), _HINT)
         if refusals:
             reason = refusals[0].partition(":")[2].strip() or "refused by a plugin policy"
             return ReadOnlyViolation(command, reason, _HINT)
@@ -112,11 +115,20 @@ def check_command(command: str, argv: list[str] | None, allowed: Sequence[str] =
     ``allowed`` are allowlist extensions: each allows a simple command whose first
     words are the entry's words.
     """
-    context = _Context(tuple(tuple(shlex.split(entry)) for entry in allowed))
-    if argv is not None:
-        _check_simple([Word(arg) for arg in argv], (), context)
-    else:
-        _check_script(command, context)
+    try:
+        context = _Context(tuple(tuple(shlex.split(entry)) for entry in allowed))
+        if argv is not None:
+            _check_simple([Word(arg) for arg in argv], (), context)
+        else:
+            _check_script(command, context)
+    except Refused:
+        raise
+    except Exception as exc:  # a rule or the parser failed: refuse, never let it through
+        raise Refused(_could_not_judge(exc)) from None
+
+
+def _could_not_judge(error: Exception) -> str:
+    return f"the read-only guard could not judge this command: {type(error).__name__}: {error}"
 
 
 def split_commands(command: str) -> list[list[str]]:
