@@ -24,6 +24,7 @@ from runbook.outcomes import inconclusive
 from runbook.outcomes import rule_in
 from runbook.outcomes import rule_out
 from runbook.outcomes import skip
+from runbook.severity import severity_from_findings
 
 __all__ = [
     "CommandResult",
@@ -42,5 +43,6 @@ __all__ = [
     "inconclusive",
     "rule_in",
     "rule_out",
+    "severity_from_findings",
     "skip",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 from typing import Literal
 
@@ -29,6 +30,30 @@ def most_severe(values: Iterable[Any]) -> str | None:
     """Return the most severe of ``values`` (P0 beats P4); other values are ignored."""
     found = [value for value in values if is_severity(value)]
     return min(found) if found else None
+
+
+def severity_from_findings(
+    result: Any,
+    by_hypothesis: Mapping[str, str],
+    *,
+    symptom_only: str | None = None,
+    also: Iterable[str] = (),
+) -> str | None:
+    """The severity a run's findings suggest, by the built-in runbooks' convention.
+
+    The most severe of the levels of the ruled-in hypotheses (``by_hypothesis``)
+    and of ``also``; one level less when a symptom check ran and none confirmed the
+    symptom. Nothing ruled in: ``symptom_only`` if a symptom check confirmed the
+    symptom, else None. For a ``runbook_suggest_severity`` implementation.
+    """
+    symptoms = [check.outcome for check in result.checks if not check.tests]
+    ruled_in = [h.id for h in result.hypotheses if h.status == "ruled_in"]
+    level = most_severe([*(by_hypothesis.get(id_) for id_ in ruled_in), *also])
+    if level is None:
+        return symptom_only if "failed" in symptoms else None
+    if "passed" in symptoms and "failed" not in symptoms:
+        return f"P{min(int(level[1]) + 1, 4)}"
+    return level
 
 
 def has_findings(result: Any) -> bool:

@@ -26,6 +26,7 @@ from runbook import hookimpl
 from runbook import hypothesis
 from runbook import inconclusive
 from runbook import rule_in
+from runbook import severity_from_findings
 from runbook import skip
 
 if TYPE_CHECKING:
@@ -300,13 +301,7 @@ SEVERITY_BY_FINDING = {
 @hookimpl
 def runbook_suggest_severity(result: Any) -> str | None:
     """Suggest a severity from what this run found; None when it found nothing."""
-    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
-    if found and "failed" in [c.outcome for c in result.checks if not c.tests]:
-        found.append("P1")  # accept queues full or no file handles left: clients are refused
-    symptoms = [check.outcome for check in result.checks if not check.tests]
-    if not found:
-        return "P1" if "failed" in symptoms else None
-    level = min(found)  # "P0" < "P4": the most severe
-    if "passed" in symptoms and "failed" not in symptoms:
-        return f"P{min(int(level[1]) + 1, 4)}"
-    return level
+    refused = "failed" in [c.outcome for c in result.checks if not c.tests]
+    # Accept queues full or no file handles left: clients are refused.
+    also = ["P1"] if refused else []
+    return severity_from_findings(result, SEVERITY_BY_FINDING, symptom_only="P1", also=also)

@@ -19,6 +19,7 @@ from runbook import check
 from runbook import evidence
 from runbook import hookimpl
 from runbook import hypothesis
+from runbook import severity_from_findings
 from runbook import skip
 
 if TYPE_CHECKING:
@@ -206,11 +207,4 @@ SEVERITY_BY_FINDING = {
 @hookimpl
 def runbook_suggest_severity(result: Any) -> str | None:
     """Suggest a severity from what this run found; None when it found nothing."""
-    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
-    symptoms = [check.outcome for check in result.checks if not check.tests]
-    if not found:
-        return "P2" if "failed" in symptoms else None
-    level = min(found)  # "P0" < "P4": the most severe
-    if "passed" in symptoms and "failed" not in symptoms:
-        return f"P{min(int(level[1]) + 1, 4)}"
-    return level
+    return severity_from_findings(result, SEVERITY_BY_FINDING, symptom_only="P2")

@@ -21,6 +21,7 @@ from runbook import evidence
 from runbook import hookimpl
 from runbook import hypothesis
 from runbook import rule_in
+from runbook import severity_from_findings
 from runbook import skip
 
 if TYPE_CHECKING:
@@ -285,14 +286,7 @@ SEVERITY_BY_FINDING = {
 @hookimpl
 def runbook_suggest_severity(result: Any) -> str | None:
     """Suggest a severity from what this run found; None when it found nothing."""
-    found = [SEVERITY_BY_FINDING[h.id] for h in result.hypotheses if h.status == "ruled_in"]
     expired = [c for c in result.checks if c.outcome == "failed" and " expired " in c.message]
-    if any("tls-certificate-expiring" in c.tests for c in expired):
-        found.append("P1")  # clients refuse it now; "expiring" alone has no impact yet
-    symptoms = [check.outcome for check in result.checks if not check.tests]
-    if not found:
-        return "P1" if "failed" in symptoms else None
-    level = min(found)  # "P0" < "P4": the most severe
-    if "passed" in symptoms and "failed" not in symptoms:
-        return f"P{min(int(level[1]) + 1, 4)}"
-    return level
+    # Clients refuse an expired certificate now; "expiring" alone has no impact yet.
+    also = ["P1"] if any("tls-certificate-expiring" in c.tests for c in expired) else []
+    return severity_from_findings(result, SEVERITY_BY_FINDING, symptom_only="P1", also=also)

@@ -224,3 +224,31 @@ def test_context_merges_evidence_of_the_same_cause_across_runs():
         }
     ]
     assert data["duration"] == "ongoing"
+
+
+def _finding(statuses, symptoms):
+    from types import SimpleNamespace
+
+    hypotheses = [SimpleNamespace(id=key, status=value) for key, value in statuses.items()]
+    checks = [SimpleNamespace(tests=(), outcome=outcome) for outcome in symptoms]
+    return SimpleNamespace(hypotheses=hypotheses, checks=checks)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "symptoms", "also", "expected"),
+    [
+        ({"a": "ruled_in", "b": "ruled_in"}, ["failed"], [], "P1"),  # the most severe
+        ({"a": "ruled_in"}, ["passed"], [], "P2"),  # the symptom is not there: one less
+        ({"b": "ruled_in"}, ["passed"], [], "P4"),  # never below P4
+        ({"a": "ruled_in"}, [], [], "P1"),  # no symptom check ran
+        ({"a": "ruled_out"}, ["failed"], [], "P3"),  # only the symptom
+        ({"a": "ruled_out"}, ["passed"], [], None),  # nothing found
+        ({"c": "ruled_in"}, ["failed"], ["P0"], "P0"),  # unlisted hypothesis, an extra level
+    ],
+)
+def test_severity_from_findings(statuses, symptoms, also, expected):
+    from runbook import severity_from_findings
+
+    result = _finding(statuses, symptoms)
+    levels = {"a": "P1", "b": "P4"}
+    assert severity_from_findings(result, levels, symptom_only="P3", also=also) == expected
