@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -31,3 +33,26 @@ def warn_errors(collection: Collection) -> None:
     """Name every runbook file that failed to load, one line each, on standard error."""
     for error in collection.errors:
         click.echo(f"runbook: error: cannot load {error}", err=True)
+
+
+def write_rendered(
+    render: Callable[[Path | None], str], template: str | None, output: str | None, what: str
+) -> None:
+    """Render with ``template`` (or the built-in one) to ``output`` or standard output.
+
+    A broken template is a usage error naming it; ``what`` names the document.
+    """
+    import jinja2
+
+    from runbook.files import write_private
+    from runbook.outcomes import UsageError
+
+    try:
+        text = render(Path(template) if template else None)
+    except jinja2.TemplateError as exc:
+        raise UsageError(f"{template or what + ' template'}: {exc}") from None
+    if output:
+        write_private(Path(output), text)
+        click.echo(f"{what}: {output}")
+    else:
+        click.echo(text, nl=False)

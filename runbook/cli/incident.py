@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from runbook.cli import write_rendered
 from runbook.outcomes import ExitCode
-from runbook.outcomes import UsageError
 from runbook.severity import SEVERITIES
 
 if TYPE_CHECKING:
@@ -194,18 +193,13 @@ def list_() -> int:
 )
 def postmortem(incident_id: str, output: str | None, template: str | None) -> int:
     """Render a blameless post-mortem draft of incident ID in Markdown."""
-    import jinja2
-
-    from runbook.files import write_private
     from runbook.incident.postmortem import render_postmortem
 
-    try:
-        text = render_postmortem(_store(), incident_id, Path(template) if template else None)
-    except jinja2.TemplateError as exc:
-        raise UsageError(f"{template or 'post-mortem template'}: {exc}") from None
-    if output:
-        write_private(Path(output), text)
-        click.echo(f"post-mortem: {output}")
-    else:
-        click.echo(text, nl=False)
+    store = _store()
+    write_rendered(
+        lambda chosen: render_postmortem(store, incident_id, chosen),
+        template,
+        output,
+        "post-mortem",
+    )
     return ExitCode.OK

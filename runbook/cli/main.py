@@ -19,6 +19,7 @@ import click
 
 from runbook.cli import open_session
 from runbook.cli import warn_errors
+from runbook.cli import write_rendered
 from runbook.cli.incident import incident
 from runbook.cli.incident import postmortem
 from runbook.cli.run import run
@@ -257,7 +258,6 @@ def lint(names: tuple[str, ...], as_json: bool) -> int:
 @click.option("-o", "--output", metavar="PATH", help="Write here instead of standard output.")
 def report_(result: str, template: str | None, output: str | None) -> int:
     """Re-render the Markdown report of a JSON RESULT."""
-    from runbook.files import write_private
     from runbook.output.report import render_markdown
     from runbook.results import SCHEMA
 
@@ -267,17 +267,7 @@ def report_(result: str, template: str | None, output: str | None) -> int:
         raise UsageError(f"{result}: not a readable JSON result: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UsageError(f"{result}: not a runbook result (expected schema {SCHEMA!r})")
-    import jinja2
-
-    try:
-        text = render_markdown(data, Path(template) if template else None)
-    except jinja2.TemplateError as exc:
-        raise UsageError(f"{template or 'report template'}: {exc}") from None
-    if output:
-        write_private(Path(output), text)
-        click.echo(f"report: {output}")
-    else:
-        click.echo(text, nl=False)
+    write_rendered(lambda chosen: render_markdown(data, chosen), template, output, "report")
     return ExitCode.OK
 
 
