@@ -64,13 +64,9 @@ deleted = hypothesis(
 )
 
 
-def _mib(size: float) -> str:
-    return f"{size / MIB:.1f} MiB"
-
-
 def _size(size: float) -> str:
     """Return ``size`` bytes in GiB from 1 GiB up, else in MiB."""
-    return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else _mib(size)
+    return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else f"{size / MIB:.1f} MiB"
 
 
 def _share(size: float, usage: DiskUsage) -> str:
@@ -150,22 +146,22 @@ def no_huge_files(host: Host, disk: Disk, params: Any) -> str:
     usage = host.disk_usage(params.path)
     floor = _floor(usage, params.huge_file_mb, params.huge_file_percent)
     scan = disk.largest_files(params.path, limit=params.files_listed, min_bytes=floor)
-    evidence(f"Files of at least {_mib(floor)} on {usage.mount}", list(scan.files))
+    evidence(f"Files of at least {_size(floor)} on {usage.mount}", list(scan.files))
     if scan.unreadable:
         evidence("Not readable by this user", "\n".join(scan.unreadable))
     if scan.files:
         rule_in(
             "; ".join(
-                f"{file.path} takes {_mib(file.allocated_bytes)} "
+                f"{file.path} takes {_size(file.allocated_bytes)} "
                 f"({_share(file.allocated_bytes, usage)})"
                 for file in scan.files[:3]
             )
-            + f" (threshold {_mib(floor)})"
+            + f" (threshold {_size(floor)})"
         )
     # Folders that could not be read matter only if they could hold a huge file.
     if scan.unreadable and _could_hide(usage, floor):
         inconclusive(
-            f"no file of {_mib(floor)} or more found, but {len(scan.unreadable)} folder(s) "
+            f"no file of {_size(floor)} or more found, but {len(scan.unreadable)} folder(s) "
             f"could not be read (first: {scan.unreadable[0]}); run as root to see them"
         )
     unseen = (
@@ -196,10 +192,10 @@ def no_deleted_files_held_open(host: Host, disk: Disk, params: Any) -> str:
             key = (file.pid, file.command)
             by_process[key] = by_process.get(key, 0) + file.allocated_bytes
         rule_in(
-            f"deleted files still open hold {_mib(held)} ({_share(held, usage)}; "
-            f"threshold {_mib(floor)}): "
+            f"deleted files still open hold {_size(held)} ({_share(held, usage)}; "
+            f"threshold {_size(floor)}): "
             + "; ".join(
-                f"{command} (pid {pid}) holds {_mib(size)}"
+                f"{command} (pid {pid}) holds {_size(size)}"
                 for (pid, command), size in sorted(by_process.items(), key=lambda kv: -kv[1])
             )
             + f", e.g. {scan.files[0].path}"
@@ -208,7 +204,7 @@ def no_deleted_files_held_open(host: Host, disk: Disk, params: Any) -> str:
     if scan.unreadable and _could_hide(usage, floor):
         count = len(scan.unreadable)
         inconclusive(
-            f"deleted open files hold {_mib(held)} (threshold {_mib(floor)}), but the "
+            f"deleted open files hold {_size(held)} (threshold {_size(floor)}), but the "
             f"open files of {count} "
             f"process{'es' if count > 1 else ''} could not be read "
             f"({', '.join(scan.unreadable[:3])}{', ...' if count > 3 else ''}); "
@@ -223,7 +219,7 @@ def no_deleted_files_held_open(host: Host, disk: Disk, params: Any) -> str:
         else ""
     )
     return (
-        f"deleted files still open hold {_mib(held)} on {usage.mount}{by}, "
+        f"deleted files still open hold {_size(held)} on {usage.mount}{by}, "
         f"threshold {_size(floor)}{unseen}"
     )
 

@@ -104,7 +104,8 @@ def run_queue_is_short(host: Host, params: Any) -> str:
     limit = params.max_runnable_per_cpu * cpus
     if runnable <= limit:
         return (
-            f"{runnable} threads runnable on {cpus} CPUs ({runnable / cpus:.1f} per CPU), "
+            f"{runnable} thread{'' if runnable == 1 else 's'} runnable on {cpus} CPUs "
+            f"({runnable / cpus:.1f} per CPU), "
             f"limit {params.max_runnable_per_cpu:g} per CPU; load {load.one:.2f}"
         )
     running = [p for p in host.top_processes(by="cpu", limit=100_000) if p.state == "R"]
