@@ -36,10 +36,8 @@ The plugin also judges ``psql -c`` commands that checks run through
 
 from __future__ import annotations
 
-# psycopg imports ctypes, whose first import dlopens the interpreter itself, and asyncio,
-# whose first import makes code objects: events the read-only guard refuses inside a
-# check. Imported with the plugin, outside every check.
-import asyncio  # noqa: F401
+# psycopg imports ctypes, whose first import dlopens the interpreter itself: an event the
+# read-only guard refuses inside a check. Imported with the plugin, outside every check.
 import ctypes  # noqa: F401
 import dataclasses
 import os

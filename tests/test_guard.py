@@ -1667,3 +1667,30 @@ def test_threads_after_a_run_are_not_taken_for_a_checks(project):
     assert done.returncode == 0, done.stderr
     written = {f"{who}{n}" for who in ("parent", "child") for n in range(8)}
     assert written <= set(ast.literal_eval(done.stdout.strip())), done.stderr
+
+
+FIRST_IMPORT = """
+import sys
+from runbook.engine.worker import Job
+from runbook.steps import Step
+
+assert "asyncio" not in sys.modules and "logging" not in sys.modules
+
+
+def guarded(func):
+    job = Job(func, Step("probe", "check", "local", read_only=True))
+    job.run()
+    return type(job.error).__name__ if job.error else "ok"
+
+
+print(guarded(lambda: __import__("asyncio")))  # logging's at-fork handler, types.coroutine
+print(guarded(lambda: __import__("os").register_at_fork(after_in_child=print)))
+"""
+
+
+def test_a_library_imported_first_in_a_check_may_register_its_own_fork_handler():
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_IMPORT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "ReadOnlyViolation"]

@@ -371,6 +371,21 @@ def _make_hook(
     def from_import_system(*codes: Any) -> bool:
         return any(frame.f_code in codes for frame in frames_upward()[:6])
 
+    def in_trusted_import() -> bool:
+        """True when only trusted code runs between the event and a trusted module's top level.
+
+        A library may adjust its own code as it is first imported (``types.coroutine``
+        in asyncio's modules); a check's own frame on the way means it is the check's doing.
+        """
+        frame = caller()
+        for _ in range(12):
+            if frame is None or not trust.is_trusted(frame.f_code.co_filename):
+                return False
+            if frame.f_code.co_name == "<module>":
+                return True
+            frame = frame.f_back
+        return False
+
     def judge(event: str, args: tuple[Any, ...], guarded: _Guarded) -> str | None:
         if event == "sys._getframe":
             return "reading runbook's own frames" if outside_check(args[0], guarded) else None
@@ -382,7 +397,7 @@ def _make_hook(
         if event == "compile" or event == "code.__new__":
             filename = args[1] if len(args) > 1 else None
             if type(filename) is str and trust.is_trusted(filename):
-                if not from_import_system(trust.source_to_code):
+                if not from_import_system(trust.source_to_code) and not in_trusted_import():
                     return f"making code that claims to come from {filename}"
             return None
         if event == "marshal.loads":

@@ -113,7 +113,9 @@ FD_WRITES = {
     "os.splice": 1,
 }
 #: Registrations that stdlib modules make when they are first imported (at module level).
-IMPORT_TIME_REGISTRATIONS = frozenset({"atexit.register", "threading._register_atexit"})
+IMPORT_TIME_REGISTRATIONS = frozenset(
+    {"atexit.register", "threading._register_atexit", "os.register_at_fork"}
+)
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 #: Paths that name one of this process's descriptors rather than a file.
