@@ -369,7 +369,8 @@ def _make_hook(
         return False
 
     def from_import_system(*codes: Any) -> bool:
-        return any(frame.f_code in codes for frame in frames_upward()[:6])
+        # The guard's judge, screen and hook frames come first, then the import system's.
+        return any(frame.f_code in codes for frame in frames_upward()[:7])
 
     def in_trusted_import() -> bool:
         """True when only trusted code runs between the event and a trusted module's top level.
@@ -498,17 +499,24 @@ def _make_hook(
                 raise ReadOnlyViolation("seal", "it is sealed already", _HINT)
             sealed[id(owner)] = (weakref.ref(owner), contents)
 
-    def call(event: str, args: tuple[Any, ...], kwargs: dict[str, Any], box: list[Any]) -> None:
+    def screen(event: str, args: tuple[Any, ...]) -> None:
+        """Refuse ``event`` if the check this thread runs for may not do it."""
+        if not checks:  # fast path: no check is running
+            return
         ident = get_ident()
-        guarded = checks.get(ident) if checks else None
-        if guarded is not None and ident not in busy:
-            busy.add(ident)
-            try:
-                reason = judge(event, args, guarded)
-                if reason is not None and not privileged_chain(ident):
-                    refuse(guarded, event, reason)
-            finally:
-                busy.discard(ident)
+        guarded = checks.get(ident)
+        if guarded is None or ident in busy:
+            return
+        busy.add(ident)
+        try:
+            reason = judge(event, args, guarded)
+            if reason is not None and not privileged_chain(ident):
+                refuse(guarded, event, reason)
+        finally:
+            busy.discard(ident)
+
+    def call(event: str, args: tuple[Any, ...], kwargs: dict[str, Any], box: list[Any]) -> None:
+        screen(event, args)
         box.append(originals[event](*args, **kwargs))
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
@@ -525,21 +533,9 @@ def _make_hook(
                 if not nested:
                     busy.discard(ident)
             return
-        if not checks:  # fast path: no check is running
-            return
-        ident = get_ident()
-        guarded = checks.get(ident)
-        if guarded is None or ident in busy:
-            return
-        busy.add(ident)
-        try:
-            reason = judge(event, args, guarded)
-            if reason is not None and not privileged_chain(ident):
-                refuse(guarded, event, reason)
-        finally:
-            busy.discard(ident)
+        screen(event, args)
 
-    plumbing.update(f.__code__ for f in (caller, judge, control, keep_sealed, call, hook))
+    plumbing.update(f.__code__ for f in (caller, judge, control, keep_sealed, screen, call, hook))
     plumbing.update(_PLUMBING)
     return hook
 
