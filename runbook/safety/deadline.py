@@ -40,8 +40,8 @@ class _Watchdog:
     def limit(self, seconds: float) -> Iterator[None]:
         """Raise ``DeadlineExceeded`` in the calling thread if the block outlives ``seconds``."""
         ident = threading.get_ident()
+        self.start()
         with self._condition:
-            self._start()
             self._fired.discard(ident)
             self._deadlines[ident] = time.monotonic() + seconds
             self._condition.notify()
@@ -56,12 +56,14 @@ class _Watchdog:
                 # Fired as the block ended: withdraw the exception if it is still pending.
                 _set_async_exc(ident, None)
 
-    def _start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():  # gone after a fork
-            self._thread = threading.Thread(
-                target=self._watch, name="runbook-parse-deadline", daemon=True
-            )
-            self._thread.start()
+    def start(self) -> None:
+        """Start the watching thread unless it runs (it is gone after a fork)."""
+        with self._condition:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._watch, name="runbook-parse-deadline", daemon=True
+                )
+                self._thread.start()
 
     def _watch(self) -> None:
         with self._condition:
@@ -90,8 +92,7 @@ _WATCHDOG = _Watchdog()
 
 def start() -> None:
     """Start the watchdog now, outside any check, so that no check's guard is its own."""
-    with _WATCHDOG._condition:
-        _WATCHDOG._start()
+    _WATCHDOG.start()
 
 
 def limit(seconds: float) -> contextlib.AbstractContextManager[None]:
