@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import stat
 from collections.abc import Sequence
@@ -32,20 +31,26 @@ def claim_private(stem: Path, suffixes: Sequence[str]) -> Path:
     ``stem-2``, ``stem-3``... is taken, so that no run overwrites another's files.
     """
     stem.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for number in itertools.count(1):
-        candidate = stem if number == 1 else stem.with_name(f"{stem.name}-{number}")
-        created: list[Path] = []
-        try:
-            for suffix in suffixes:
-                path = candidate.with_name(candidate.name + suffix)
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                created.append(path)
-        except FileExistsError:
-            for path in created:
-                path.unlink()
-            continue
-        return candidate
-    raise AssertionError("unreachable")  # pragma: no cover
+    candidate, number = stem, 1
+    while not _create_all(candidate, suffixes):
+        number += 1
+        candidate = stem.with_name(f"{stem.name}-{number}")
+    return candidate
+
+
+def _create_all(stem: Path, suffixes: Sequence[str]) -> bool:
+    """Create every ``stem + suffix`` exclusively (0600); none of them if one exists."""
+    created: list[Path] = []
+    try:
+        for suffix in suffixes:
+            path = stem.with_name(stem.name + suffix)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            created.append(path)
+    except FileExistsError:
+        for path in created:
+            path.unlink()
+        return False
+    return True
 
 
 def release_claim(path: Path) -> None:
