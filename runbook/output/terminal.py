@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import textwrap
 import threading
 from typing import TYPE_CHECKING
 from typing import Any
@@ -149,7 +150,13 @@ class TerminalReporter:
         id_width = max(len("hypothesis"), *(len(h.id) for h in result.hypotheses))
         room = max(shutil.get_terminal_size().columns - id_width - len("inconclusive") - 4, 30)
         rows = [
-            [h.id, self._status(h.status), _shorten("; ".join(h.evidence), room)]
+            [
+                h.id,
+                self._status(h.status),
+                textwrap.shorten("; ".join(h.evidence), room, placeholder="...")
+                if h.evidence
+                else "",
+            ]
             for h in result.hypotheses
         ]
         return str(tabulate(rows, headers=["hypothesis", "status", "evidence"]))
@@ -172,10 +179,6 @@ class TerminalReporter:
             f"hypotheses: {hypotheses} · checks: {checks} · "
             f"exit {result.exit_code} in {seconds:.2f}s"
         )
-
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
 @hookimpl
