@@ -59,6 +59,10 @@ def needs_message(key: str) -> str:
     return f"needs --param {key}={key.upper()}"
 
 
+#: Finds ``needs_message`` texts in a longer message (an action's reason, in a report).
+NEEDS_MESSAGE = re.compile(r"needs --param [^\s;=]+=[^\s;]+")
+
+
 @functools.cache
 def params_read(func: Callable[..., Any]) -> frozenset[str]:
     """The parameters ``func`` reads as ``params.NAME``, from its source (none without one)."""

@@ -7,7 +7,6 @@ RESULT.json`` re-renders exactly what a run would have written.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import textwrap
 from pathlib import Path
@@ -22,6 +21,7 @@ from runbook.output.stepsummary import append_step_summary
 from runbook.output.templating import ACTION_WORDS
 from runbook.output.templating import STATUS_WORDS
 from runbook.output.templating import load_template
+from runbook.params import NEEDS_MESSAGE
 
 if TYPE_CHECKING:
     from runbook.results import RunResult
@@ -122,8 +122,6 @@ def _context(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_NEEDS = re.compile(r"needs --param [^\s;]+")
-
 #: Width the report's own lines keep to (its summary, findings and parameters).
 LINE_WIDTH = 100
 
@@ -173,7 +171,7 @@ def _planned(actions: list[dict[str, Any]]) -> list[str]:
     shown: dict[str, str] = {}
     for action in actions:
         if action["status"] == "planned":
-            needs = _NEEDS.findall(action.get("message") or "")
+            needs = NEEDS_MESSAGE.findall(action.get("message") or "")
             shown[action["id"]] = action["id"] + (f" ({'; '.join(needs)})" if needs else "")
     return list(shown.values())
 
