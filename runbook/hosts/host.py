@@ -153,8 +153,14 @@ def _detached(error: BaseException) -> BaseException:
     return error
 
 
+def _sealed(host: Host) -> _Collaborators:
+    """The collaborators sealed for ``host``."""
+    collaborators: _Collaborators = unseal(host)
+    return collaborators
+
+
 def _execute(host: Host, command: str | list[str], display: str, timeout: float) -> CommandResult:
-    sealed: _Collaborators = unseal(host)
+    sealed = _sealed(host)
     step = current_step.get()
     started = time.time()
     guarded = guarded_step()  # a check cannot swap or relax the step its guard holds
@@ -222,12 +228,12 @@ class Host:
     @property
     def name(self) -> str:
         """The host's name, as reports show it."""
-        return cast("_Collaborators", unseal(self)).name
+        return _sealed(self).name
 
     @property
     def uri(self) -> str:
         """Where the host is reached (``local://web1``, ``ssh://ops@db1:22``)."""
-        return cast("_Collaborators", unseal(self)).uri
+        return _sealed(self).uri
 
     def __repr__(self) -> str:
         return f"<Host {self.name} {self.uri}>"
@@ -265,15 +271,15 @@ class Host:
         ``perform`` is never called. ``kind`` names the protocol (``sql``).
         """
         # No local holds the backend: ``perform`` may be the caller's own code.
-        if not isinstance(cast("_Collaborators", unseal(self)).backend, Exchanging):
+        if not isinstance(_sealed(self).backend, Exchanging):
             return perform()
-        sealed = cast("_Collaborators", unseal(self))
+        sealed = _sealed(self)
         result: _T = cast("Exchanging", sealed.backend).exchange(kind, request, perform)
         return result
 
     def connect(self) -> None:
         """Reach the target before the first check; raise ``HostUnavailable`` if it cannot."""
-        backend = cast("_Collaborators", unseal(self)).backend
+        backend = _sealed(self).backend
         if isinstance(backend, Connecting):
             backend.connect()
 
@@ -290,7 +296,7 @@ class Host:
 
     def close(self) -> None:
         """Close the backend's connections."""
-        cast("_Collaborators", unseal(self)).backend.close()
+        _sealed(self).backend.close()
 
     # System helpers. They only run ordinary read-only commands, so they work the same
     # locally, over SSH and against a replayed cassette; what they return, and the
