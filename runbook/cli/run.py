@@ -48,12 +48,23 @@ class RunCommand(click.Command):
         config = load_config()
         parser = OptionParser()
         config.hook.runbook_addoption(parser=parser)
-        # The command's own options are kept apart: the plugins may differ between calls.
-        own = self.__dict__.setdefault("own_params", list(self.params))
-        known = {name for param in own for name in param.opts}
-        self.params = own + [option for option in parser.options if known.isdisjoint(option.opts)]
         ctx.meta[CONFIG_KEY] = config
+        ctx.meta[_PLUGIN_OPTIONS] = parser.options
         return super().parse_args(ctx, args)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        """The command's own options, then those the plugins of this call declared.
+
+        They live on the context, not on the command: plugins may differ between calls.
+        """
+        params = super().get_params(ctx)
+        known = {name for param in params for name in param.opts}
+        declared = ctx.meta.get(_PLUGIN_OPTIONS, ())
+        return params + [option for option in declared if known.isdisjoint(option.opts)]
+
+
+#: Where ``RunCommand`` keeps the options the plugins declared for this call.
+_PLUGIN_OPTIONS = "runbook.plugin_options"
 
 
 def _incident_id(value: str | None) -> str | None:
