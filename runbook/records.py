@@ -85,8 +85,8 @@ class RunStart:
 
     ``hosts`` are the names reports give the ``targets``, in the same order.
     ``overrides`` are the operator's ``--param`` values with secret ones masked;
-    ``severity_by_operator`` is the severity the operator gave, if any (``info``
-    holds the run's severity, which may be the runbook's default). ``redact``
+    ``info.severity`` is the severity the operator gave, if any (the runbook's own
+    is decided from the findings, after the checks). ``redact``
     masks the run's secrets in a text; ``warn`` adds a warning to the run's result
     (once, however often it is given).
     """
@@ -97,7 +97,6 @@ class RunStart:
     hosts: tuple[str, ...]
     info: RunInfo
     overrides: Mapping[str, str]
-    severity_by_operator: str | None
     redact: Callable[[str], str]
     warn: Callable[[str], None]
 

@@ -169,7 +169,6 @@ class Run:
             hosts=tuple(self.host_names),
             info=self.context.info,
             overrides=overrides,
-            severity_by_operator=self.options.severity,
             redact=self.redactor.text,
             warn=self.warn,
         )

@@ -79,7 +79,7 @@ class IncidentRecorder:
         if not self.store.exists(incident_id):
             self.store.open(
                 run.runbook.title,
-                severity=run.severity_by_operator,
+                severity=run.info.severity,
                 operator=run.info.operator,
                 incident_id=incident_id,
                 set_by=f"operator {run.info.operator}",
